@@ -1,0 +1,30 @@
+"""The one factory for outgoing HTTP clients: every client has timeouts and bounded pools."""
+
+from __future__ import annotations
+
+import httpx
+
+from shared.settings import Settings
+
+
+def create_http_client(
+    settings: Settings,
+    *,
+    base_url: str = "",
+    headers: dict[str, str] | None = None,
+    timeout_seconds: float | None = None,
+    max_connections: int = 100,
+) -> httpx.AsyncClient:
+    timeout = timeout_seconds if timeout_seconds is not None else settings.http_timeout_seconds
+    return httpx.AsyncClient(
+        base_url=base_url,
+        headers=headers,
+        timeout=httpx.Timeout(timeout, connect=min(timeout, 2.0)),
+        limits=httpx.Limits(
+            max_connections=max_connections, max_keepalive_connections=max_connections
+        ),
+    )
+
+
+def internal_headers(settings: Settings) -> dict[str, str]:
+    return {"X-Internal-API-Key": settings.internal_api_key.get_secret_value()}

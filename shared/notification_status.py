@@ -1,0 +1,234 @@
+"""The notification status table, owned by the gateway and updated by the workers.
+
+Transitions are monotonic: `transition()` moves a row only from the states listed in
+`ALLOWED_FROM`, in one statement, so a late or replayed update can never move a notification
+backwards (a stale `processing` never overwrites `delivered`). The history gets one row per
+(status, attempt), enforced by a unique index, so a redelivered message does not duplicate it.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+from enum import StrEnum
+
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    DateTime,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+    func,
+    text,
+)
+from sqlalchemy.dialects.postgresql import JSONB, UUID
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from shared.db import NAMING_CONVENTION
+
+SCHEMA = "api_gateway"
+
+
+class NotificationStatus(StrEnum):
+    QUEUED = "queued"
+    SCHEDULED = "scheduled"
+    PROCESSING = "processing"
+    RETRYING = "retrying"
+    DELIVERED = "delivered"
+    FAILED = "failed"
+    SKIPPED = "skipped"
+
+
+TERMINAL = frozenset(
+    {NotificationStatus.DELIVERED, NotificationStatus.FAILED, NotificationStatus.SKIPPED}
+)
+
+S = NotificationStatus
+ALLOWED_FROM: dict[NotificationStatus, frozenset[NotificationStatus]] = {
+    S.QUEUED: frozenset({S.SCHEDULED}),
+    S.PROCESSING: frozenset({S.QUEUED, S.SCHEDULED, S.RETRYING, S.PROCESSING}),
+    S.RETRYING: frozenset({S.QUEUED, S.PROCESSING, S.RETRYING}),
+    S.DELIVERED: frozenset({S.QUEUED, S.SCHEDULED, S.PROCESSING, S.RETRYING}),
+    S.FAILED: frozenset({S.QUEUED, S.SCHEDULED, S.PROCESSING, S.RETRYING}),
+    S.SKIPPED: frozenset(),
+}
+"""For each target status, the statuses it may be reached from. Terminal states have no exit,
+except the explicit replay of a failed notification (`reopen_failed`)."""
+
+metadata = MetaData(schema=SCHEMA, naming_convention=NAMING_CONVENTION)
+
+notification_statuses = Table(
+    "notification_statuses",
+    metadata,
+    Column("id", UUID(as_uuid=True), primary_key=True),
+    Column("api_key_id", UUID(as_uuid=True), nullable=True),
+    Column("request_id", String(255), nullable=True),
+    Column("notification_type", String(16), nullable=False),
+    Column("user_id", UUID(as_uuid=True), nullable=False),
+    Column("template_code", String(128), nullable=False),
+    Column("template_version", Integer, nullable=True),
+    Column("locale", String(35), nullable=True),
+    Column("priority", Integer, nullable=False, server_default="5"),
+    Column("status", String(16), nullable=False),
+    Column("status_reason", Text, nullable=True),
+    Column("attempts", Integer, nullable=False, server_default="0"),
+    # Bumped by each replay from the dead-letter queue, so a replayed run's history rows are
+    # new rows rather than duplicates of the first run's.
+    Column("generation", Integer, nullable=False, server_default="0"),
+    Column("last_error", Text, nullable=True),
+    Column("provider_message_id", Text, nullable=True),
+    Column("metadata", JSONB, nullable=False, server_default=text("'{}'::jsonb")),
+    Column("scheduled_for", DateTime(timezone=True), nullable=True),
+    Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Column("delivered_at", DateTime(timezone=True), nullable=True),
+    Index("ix_notification_statuses_request_id", "api_key_id", "request_id"),
+    Index("ix_notification_statuses_user_created", "user_id", "created_at"),
+    Index("ix_notification_statuses_created", "created_at"),
+)
+
+notification_status_history = Table(
+    "notification_status_history",
+    metadata,
+    Column("id", BigInteger, primary_key=True, autoincrement=True),
+    Column("notification_id", UUID(as_uuid=True), nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("attempt", Integer, nullable=False, server_default="0"),
+    Column("generation", Integer, nullable=False, server_default="0"),
+    Column("detail", Text, nullable=True),
+    Column("at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    UniqueConstraint("notification_id", "status", "attempt", "generation", name="uq_history_once"),
+    Index("ix_history_notification", "notification_id", "at"),
+)
+
+notification_device_results = Table(
+    "notification_device_results",
+    metadata,
+    Column("notification_id", UUID(as_uuid=True), primary_key=True),
+    Column("device_token", Text, primary_key=True),
+    Column("status", String(16), nullable=False),
+    Column("provider_message_id", Text, nullable=True),
+    Column("error", Text, nullable=True),
+    Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+)
+
+
+@dataclass(frozen=True)
+class TransitionResult:
+    applied: bool
+    status: NotificationStatus | None
+    """The status after the call: the new one if applied, else the one found (None: no row)."""
+
+
+_TRANSITION_SQL = text(
+    f"""
+    WITH upd AS (
+        UPDATE {SCHEMA}.notification_statuses
+           SET status = :to_status,
+               attempts = CASE WHEN :bump_generation = 1 THEN 0 ELSE GREATEST(attempts, :attempt) END,
+               last_error = CASE WHEN :to_status = 'delivered' THEN last_error
+                                 ELSE COALESCE(:error, last_error) END,
+               provider_message_id = COALESCE(:provider_id, provider_message_id),
+               updated_at = now(),
+               delivered_at = CASE WHEN :to_status = 'delivered' THEN now() ELSE delivered_at END,
+               generation = generation + :bump_generation
+         WHERE id = :id AND status = ANY(:allowed_from)
+           AND (:stale_guard = 0 OR attempts <= :attempt)
+     RETURNING id, status, generation
+    ), hist AS (
+        INSERT INTO {SCHEMA}.notification_status_history
+               (notification_id, status, attempt, generation, detail)
+        SELECT id, status, :attempt, generation, :detail FROM upd
+        ON CONFLICT ON CONSTRAINT uq_history_once DO NOTHING
+    )
+    SELECT status FROM upd
+    """
+)
+
+_CURRENT_SQL = text(f"SELECT status FROM {SCHEMA}.notification_statuses WHERE id = :id")
+
+
+async def transition(
+    conn: AsyncConnection,
+    notification_id: uuid.UUID,
+    to_status: NotificationStatus,
+    *,
+    attempt: int = 0,
+    detail: str | None = None,
+    error: str | None = None,
+    provider_id: str | None = None,
+    allowed_from: frozenset[NotificationStatus] | None = None,
+    bump_generation: bool = False,
+    stale_guard: bool = False,
+) -> TransitionResult:
+    """Move one notification to `to_status` if the move is allowed; report what happened.
+
+    `stale_guard` refuses a message whose attempt is older than one already seen, so an old
+    redelivery that races its own retry is dropped instead of sending twice.
+    """
+    allowed = allowed_from if allowed_from is not None else ALLOWED_FROM[to_status]
+    row = (
+        await conn.execute(
+            _TRANSITION_SQL,
+            {
+                "id": notification_id,
+                "to_status": to_status.value,
+                "attempt": attempt,
+                "detail": detail,
+                "error": error[:2000] if error else None,
+                "provider_id": provider_id,
+                "allowed_from": [s.value for s in allowed],
+                "bump_generation": 1 if bump_generation else 0,
+                "stale_guard": 1 if stale_guard else 0,
+            },
+        )
+    ).first()
+    if row is not None:
+        return TransitionResult(applied=True, status=NotificationStatus(row[0]))
+    current = (await conn.execute(_CURRENT_SQL, {"id": notification_id})).scalar()
+    return TransitionResult(
+        applied=False, status=NotificationStatus(current) if current is not None else None
+    )
+
+
+class StatusStore:
+    """Status updates from a worker, each in its own short transaction."""
+
+    def __init__(self, engine: AsyncEngine) -> None:
+        self.engine = engine
+
+    async def transition(
+        self, notification_id: uuid.UUID, to_status: NotificationStatus, **kwargs: object
+    ) -> TransitionResult:
+        async with self.engine.begin() as conn:
+            return await transition(conn, notification_id, to_status, **kwargs)  # type: ignore[arg-type]
+
+    async def reopen_failed(self, notification_id: uuid.UUID, detail: str) -> TransitionResult:
+        """A DLQ replay: the one way out of `failed`, recorded in the history."""
+        async with self.engine.begin() as conn:
+            return await transition(
+                conn,
+                notification_id,
+                NotificationStatus.QUEUED,
+                detail=detail,
+                attempt=0,
+                allowed_from=frozenset({NotificationStatus.FAILED}),
+                bump_generation=True,
+            )
+
+    async def current(self, notification_id: uuid.UUID) -> NotificationStatus | None:
+        async with self.engine.connect() as conn:
+            value = (await conn.execute(_CURRENT_SQL, {"id": notification_id})).scalar()
+        return NotificationStatus(value) if value is not None else None
+
+
+def utcnow() -> datetime:
+    from datetime import UTC
+
+    return datetime.now(UTC)

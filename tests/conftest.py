@@ -1,0 +1,117 @@
+"""Fixtures every test shares: real PostgreSQL, Redis and RabbitMQ, isolated per test run.
+
+A run gets its own database (`notif_test_<run>`, migrated to head), its own RabbitMQ vhost and
+its own Redis key prefix in database 1; all three are removed when the run ends. So
+`make test` passes while `make run` is up on the same machine.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+import sys
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import pytest
+from redis.asyncio import Redis
+
+from shared.devtools.stack import settings_env
+from shared.migrate import migrate_all
+from shared.settings import Settings
+
+ROOT = Path(__file__).resolve().parent.parent
+RUN_ID = uuid.uuid4().hex[:10]
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "scripts" / "check_services.py")], capture_output=True, text=True
+    )
+    if result.returncode != 0:
+        pytest.exit(result.stderr.strip(), returncode=3)
+
+
+def _rabbitmqctl(*args: str) -> None:
+    subprocess.run(["rabbitmqctl", "-q", *args], check=True, capture_output=True, timeout=60)
+
+
+@pytest.fixture(scope="session")
+def base_settings() -> Iterator[Settings]:
+    """Settings pointing at this run's own database, vhost and Redis prefix."""
+    database = f"notif_test_{RUN_ID}"
+    vhost = f"notif_test_{RUN_ID}"
+    _rabbitmqctl("add_vhost", vhost)
+    _rabbitmqctl("set_permissions", "-p", vhost, "guest", ".*", ".*", ".*")
+    settings = Settings(
+        _env_file=None,
+        environment="test",
+        log_format="text",
+        database_url=f"postgresql+asyncpg://postgres@127.0.0.1:5432/{database}",
+        db_pool_size=5,
+        redis_url="redis://127.0.0.1:6379/1",
+        redis_key_prefix=f"test-{RUN_ID}:",
+        rabbitmq_url=f"amqp://guest:guest@127.0.0.1:5672/{vhost}",
+        internal_api_key="test-internal-key",
+        jwt_secret="test-jwt-secret-that-is-long-enough-32",
+        retry_base_delay_ms=100,
+        retry_max_delay_ms=2000,
+        retry_delay_levels_ms=[100, 200, 400, 800, 1600],
+        worker_shutdown_seconds=5,
+        publish_timeout_seconds=3,
+    )
+    migrate_all(settings)
+    try:
+        yield settings
+    finally:
+        _rabbitmqctl("delete_vhost", vhost)
+        asyncio.run(_drop_database(database))
+        asyncio.run(_delete_prefix(settings))
+
+
+async def _drop_database(name: str) -> None:
+    conn = await asyncpg.connect("postgresql://postgres@127.0.0.1:5432/postgres")
+    try:
+        await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    finally:
+        await conn.close()
+
+
+async def _delete_prefix(settings: Settings) -> None:
+    client = Redis.from_url(settings.redis_url)
+    try:
+        keys = [k async for k in client.scan_iter(match=settings.redis_key_prefix + "*")]
+        if keys:
+            await client.delete(*keys)
+    finally:
+        await client.aclose()
+
+
+@pytest.fixture(scope="session")
+def base_env(base_settings: Settings) -> dict[str, str]:
+    """Environment variables for subprocesses that should see `base_settings`."""
+    return settings_env(base_settings)
+
+
+async def wait_for(
+    condition: Callable[[], Awaitable[Any]], *, timeout: float = 15.0, interval: float = 0.05
+) -> Any:
+    """Poll `condition` until it returns something truthy; fail with a clear message otherwise."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while True:
+        result = await condition()
+        if result:
+            return result
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError(f"condition not met within {timeout}s (last value: {result!r})")
+        await asyncio.sleep(interval)
+
+
+@pytest.fixture
+async def redis_client(base_settings: Settings) -> AsyncIterator[Redis]:
+    client = Redis.from_url(base_settings.redis_url)
+    yield client
+    await client.aclose()
