@@ -16,7 +16,7 @@ from fastapi import FastAPI
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from shared.envelope import error_body
-from shared.errors import PayloadTooLarge, install_error_handlers
+from shared.errors import install_error_handlers
 from shared.logging import CORRELATION_HEADER, clean_correlation_id, correlation_id_var
 from shared.metrics import HTTP_LATENCY, HTTP_REQUESTS, metrics_router
 
@@ -57,10 +57,17 @@ class RequestContextMiddleware:
             await send(message)
 
         try:
-            if content_length is not None and _too_long(content_length, self.max_body_bytes):
-                await _send_too_large(send_with_context)
-                return
-            await self.app(scope, self._limited(receive), send_with_context)
+            if content_length is not None:
+                if _too_long(content_length, self.max_body_bytes):
+                    await _send_too_large(send_with_context)
+                    return
+            elif scope["method"] in ("POST", "PUT", "PATCH"):
+                buffered = await _read_limited(receive, self.max_body_bytes)
+                if buffered is None:
+                    await _send_too_large(send_with_context)
+                    return
+                receive = _replay(buffered, receive)
+            await self.app(scope, receive, send_with_context)
         finally:
             route = scope.get("route")
             template = getattr(route, "path", "unmatched")
@@ -68,21 +75,37 @@ class RequestContextMiddleware:
             HTTP_LATENCY.labels(self.service, template).observe(time.perf_counter() - started)
             correlation_id_var.reset(token)
 
-    def _limited(self, receive: Receive) -> Receive:
-        """Counts body bytes of requests without (or lying about) Content-Length."""
-        received = 0
-        limit = self.max_body_bytes
 
-        async def limited_receive() -> Message:
-            nonlocal received
-            message = await receive()
-            if message["type"] == "http.request":
-                received += len(message.get("body", b""))
-                if received > limit:
-                    raise PayloadTooLarge(f"the request body exceeds {limit} bytes")
-            return message
+async def _read_limited(receive: Receive, limit: int) -> bytes | None:
+    """Read a body sent without Content-Length (chunked); None once it passes `limit`."""
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        message = await receive()
+        if message["type"] != "http.request":
+            break
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if size > limit:
+            return None
+        chunks.append(chunk)
+        if not message.get("more_body", False):
+            break
+    return b"".join(chunks)
 
-        return limited_receive
+
+def _replay(body: bytes, original: Receive) -> Receive:
+    """Hand the buffered body to the app, then defer to the server (for disconnects)."""
+    sent = False
+
+    async def receive() -> Message:
+        nonlocal sent
+        if sent:
+            return await original()
+        sent = True
+        return {"type": "http.request", "body": body, "more_body": False}
+
+    return receive
 
 
 def _too_long(content_length: bytes, limit: int) -> bool:
