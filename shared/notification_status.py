@@ -128,23 +128,35 @@ class TransitionResult:
 
 _TRANSITION_SQL = text(
     f"""
-    WITH upd AS (
-        UPDATE {SCHEMA}.notification_statuses
-           SET status = :to_status,
-               attempts = CASE WHEN :bump_generation = 1 THEN 0 ELSE GREATEST(attempts, :attempt) END,
-               last_error = CASE WHEN :to_status = 'delivered' THEN last_error
-                                 ELSE COALESCE(:error, last_error) END,
-               provider_message_id = COALESCE(:provider_id, provider_message_id),
+    WITH params AS (
+        SELECT CAST(:to_status AS varchar) AS to_status,
+               CAST(:attempt AS integer) AS attempt,
+               CAST(:error AS text) AS error,
+               CAST(:provider_id AS text) AS provider_id,
+               CAST(:detail AS text) AS detail,
+               CAST(:bump_generation AS integer) AS bump,
+               CAST(:stale_guard AS integer) AS stale_guard,
+               CAST(:allowed_from AS varchar[]) AS allowed_from
+    ), upd AS (
+        UPDATE {SCHEMA}.notification_statuses AS n
+           SET status = p.to_status,
+               attempts = CASE WHEN p.bump = 1 THEN 0 ELSE GREATEST(n.attempts, p.attempt) END,
+               last_error = CASE WHEN p.to_status = 'delivered' THEN n.last_error
+                                 ELSE COALESCE(p.error, n.last_error) END,
+               provider_message_id = COALESCE(p.provider_id, n.provider_message_id),
                updated_at = now(),
-               delivered_at = CASE WHEN :to_status = 'delivered' THEN now() ELSE delivered_at END,
-               generation = generation + :bump_generation
-         WHERE id = :id AND status = ANY(:allowed_from)
-           AND (:stale_guard = 0 OR attempts <= :attempt)
-     RETURNING id, status, generation
+               delivered_at = CASE WHEN p.to_status = 'delivered' THEN now()
+                                   ELSE n.delivered_at END,
+               generation = n.generation + p.bump
+          FROM params AS p
+         WHERE n.id = :id
+           AND n.status = ANY(p.allowed_from)
+           AND (p.stale_guard = 0 OR n.attempts <= p.attempt)
+     RETURNING n.id, n.status, n.generation, p.attempt, p.detail
     ), hist AS (
         INSERT INTO {SCHEMA}.notification_status_history
                (notification_id, status, attempt, generation, detail)
-        SELECT id, status, :attempt, generation, :detail FROM upd
+        SELECT id, status, attempt, generation, detail FROM upd
         ON CONFLICT ON CONSTRAINT uq_history_once DO NOTHING
     )
     SELECT status FROM upd

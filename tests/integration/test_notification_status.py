@@ -1,0 +1,117 @@
+"""Status transitions are monotonic and recorded once (shared/notification_status.py)."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator
+
+import pytest
+from sqlalchemy import insert, select
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from shared.db import create_engine
+from shared.notification_status import (
+    NotificationStatus as S,
+)
+from shared.notification_status import (
+    StatusStore,
+    notification_status_history,
+    notification_statuses,
+)
+from shared.settings import Settings
+
+
+@pytest.fixture
+async def engine(base_settings: Settings) -> AsyncIterator[AsyncEngine]:
+    engine = create_engine(base_settings, application_name="test")
+    yield engine
+    await engine.dispose()
+
+
+async def _new_row(engine: AsyncEngine) -> uuid.UUID:
+    notification_id = uuid.uuid4()
+    async with engine.begin() as conn:
+        await conn.execute(
+            insert(notification_statuses).values(
+                id=notification_id,
+                notification_type="email",
+                user_id=uuid.uuid4(),
+                template_code="welcome",
+                status=S.QUEUED.value,
+            )
+        )
+    return notification_id
+
+
+async def _history(engine: AsyncEngine, notification_id: uuid.UUID) -> list[tuple[str, int]]:
+    async with engine.connect() as conn:
+        rows = await conn.execute(
+            select(notification_status_history.c.status, notification_status_history.c.attempt)
+            .where(notification_status_history.c.notification_id == notification_id)
+            .order_by(notification_status_history.c.id)
+        )
+        return [(r[0], r[1]) for r in rows]
+
+
+async def test_a_stale_update_never_moves_a_delivered_notification_back(
+    engine: AsyncEngine,
+) -> None:
+    store = StatusStore(engine)
+    nid = await _new_row(engine)
+    assert (await store.transition(nid, S.PROCESSING, attempt=1)).applied
+    assert (await store.transition(nid, S.DELIVERED, attempt=1, provider_id="m-1")).applied
+
+    late = await store.transition(nid, S.PROCESSING, attempt=1)
+    assert not late.applied and late.status is S.DELIVERED
+    assert not (await store.transition(nid, S.FAILED, attempt=1, error="late")).applied
+    assert await store.current(nid) is S.DELIVERED
+
+
+async def test_a_redelivery_does_not_duplicate_history(engine: AsyncEngine) -> None:
+    store = StatusStore(engine)
+    nid = await _new_row(engine)
+    await store.transition(nid, S.PROCESSING, attempt=1)
+    await store.transition(nid, S.PROCESSING, attempt=1)  # the same attempt redelivered
+    await store.transition(nid, S.RETRYING, attempt=1, error="421 try later")
+    await store.transition(nid, S.PROCESSING, attempt=2)
+    await store.transition(nid, S.DELIVERED, attempt=2)
+    assert await _history(engine, nid) == [
+        ("processing", 1),
+        ("retrying", 1),
+        ("processing", 2),
+        ("delivered", 2),
+    ]
+
+
+async def test_an_older_attempt_is_refused_once_a_newer_one_ran(engine: AsyncEngine) -> None:
+    store = StatusStore(engine)
+    nid = await _new_row(engine)
+    await store.transition(nid, S.PROCESSING, attempt=2, stale_guard=True)
+    old = await store.transition(nid, S.PROCESSING, attempt=1, stale_guard=True)
+    assert not old.applied and old.status is S.PROCESSING
+
+
+async def test_concurrent_terminal_updates_apply_once(engine: AsyncEngine) -> None:
+    store = StatusStore(engine)
+    nid = await _new_row(engine)
+    results = await asyncio.gather(
+        *(store.transition(nid, S.DELIVERED, attempt=1) for _ in range(5)),
+        *(store.transition(nid, S.FAILED, attempt=1) for _ in range(5)),
+    )
+    assert sum(r.applied for r in results) == 1
+    assert len([h for h in await _history(engine, nid) if h[0] in ("delivered", "failed")]) == 1
+
+
+async def test_a_replay_reopens_a_failed_notification_with_fresh_history(
+    engine: AsyncEngine,
+) -> None:
+    store = StatusStore(engine)
+    nid = await _new_row(engine)
+    await store.transition(nid, S.PROCESSING, attempt=1)
+    await store.transition(nid, S.FAILED, attempt=1, error="550 no such user")
+    assert (await store.reopen_failed(nid, "replayed from failed.queue")).applied
+    assert (await store.transition(nid, S.PROCESSING, attempt=1)).applied
+    assert (await store.transition(nid, S.DELIVERED, attempt=1)).applied
+    statuses = [s for s, _ in await _history(engine, nid)]
+    assert statuses == ["processing", "failed", "queued", "processing", "delivered"]
