@@ -20,7 +20,7 @@ migrate: install services
 seed: migrate
 	@$(PY) -m scripts.seed
 
-run: seed
+run: migrate
 	@$(PY) -m scripts.run_stack
 
 test: install services
