@@ -10,6 +10,13 @@ Retries never sleep in the consumer: the next attempt is published (confirmed) t
 queue whose TTL covers the backoff, and that queue dead-letters it back to the work queue.
 Permanent failures, exhausted attempts and unparseable messages go to `failed.queue` with
 headers saying why.
+
+Shutdown: `stop()` cancels the consumer, refuses (requeues) anything delivered after that,
+waits up to `worker_shutdown_seconds` for the messages in hand, then cancels the stragglers and
+closes; whatever was not acked is redelivered by the broker. A message whose handling keeps
+raising for a reason that is not an outage (a bug, bad data the database refuses) is a poison
+message: after `retry_max_attempts` tries in this process it goes to `failed.queue` instead of
+looping forever.
 """
 
 from __future__ import annotations
@@ -17,7 +24,10 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections import OrderedDict
 from dataclasses import dataclass
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
 from typing import Any, Protocol
 
 import aio_pika
@@ -27,11 +37,13 @@ from aio_pika.abc import (
     AbstractQueue,
     AbstractRobustConnection,
 )
+from aiormq.exceptions import AMQPError
 from pydantic import ValidationError
+from sqlalchemy.exc import InterfaceError, OperationalError
 
 from shared.logging import correlation_id_var
 from shared.messaging.message import Channel, NotificationMessage
-from shared.messaging.publisher import Publisher
+from shared.messaging.publisher import Publisher, PublishError
 from shared.messaging.retry import backoff_ms, delay_level
 from shared.messaging.topology import FAILED_QUEUE, declare_topology, delay_queue_name
 from shared.metrics import MESSAGE_HANDLING_SECONDS, MESSAGES_CONSUMED
@@ -42,7 +54,11 @@ logger = logging.getLogger("shared.messaging.consumer")
 
 
 class TransientFailure(Exception):
-    """Worth retrying: connection refused, timeouts, SMTP 4xx, FCM 429/5xx."""
+    """Worth retrying: connection refused, timeouts, SMTP 4xx, FCM 429/5xx.
+
+    `retry_after_seconds` is the provider's `Retry-After` (see `parse_retry_after`): the next
+    attempt waits at least that long, whatever the backoff says.
+    """
 
     def __init__(self, reason: str, *, retry_after_seconds: float | None = None) -> None:
         super().__init__(reason)
@@ -56,6 +72,34 @@ class PermanentFailure(Exception):
     def __init__(self, reason: str) -> None:
         super().__init__(reason)
         self.reason = reason
+
+
+MAX_RETRY_AFTER_SECONDS = 24 * 3600.0
+
+
+def parse_retry_after(value: str | None, *, now: datetime | None = None) -> float | None:
+    """A `Retry-After` header (delay-seconds or an HTTP-date) as seconds from now.
+
+    Garbage, negative values and dates in the past give None (no floor); absurd values are
+    capped at a day so one bad header cannot park a message for a year.
+    """
+    if not value:
+        return None
+    text = value.strip()
+    seconds: float
+    if text.isdigit():
+        seconds = float(text)
+    else:
+        try:
+            when = parsedate_to_datetime(text)
+        except (TypeError, ValueError, IndexError):
+            return None
+        if when.tzinfo is None:
+            when = when.replace(tzinfo=UTC)
+        seconds = (when - (now or datetime.now(UTC))).total_seconds()
+    if seconds <= 0:
+        return None
+    return min(seconds, MAX_RETRY_AFTER_SECONDS)
 
 
 @dataclass(frozen=True)
@@ -93,6 +137,11 @@ class ConsumerRuntime:
         self._in_flight = 0
         self._idle = asyncio.Event()
         self._idle.set()
+        self._stopping = False
+        self._tasks: set[asyncio.Task[Any]] = set()
+        # Handling failures per message id that were not outages; bounded so a flood of
+        # distinct bad messages cannot grow it without limit.
+        self._failures: OrderedDict[str, int] = OrderedDict()
 
     @property
     def queue_name(self) -> str:
@@ -115,8 +164,11 @@ class ConsumerRuntime:
     async def stop(self) -> None:
         """Stop taking messages, let those in hand finish within the deadline, then close.
 
-        Messages still unacked when the channel closes go back to the queue.
+        Messages delivered after the cancel are requeued untouched; handlers still running at
+        the deadline are cancelled. Anything unacked when the channel closes goes back to the
+        queue, so a slow shutdown costs a redelivery, never a message.
         """
+        self._stopping = True
         if self.queue is not None and self.consumer_tag is not None:
             try:
                 await self.queue.cancel(self.consumer_tag)
@@ -128,42 +180,97 @@ class ConsumerRuntime:
             logger.warning(
                 "%d messages still in hand at shutdown; they will be redelivered", self._in_flight
             )
+            for task in list(self._tasks):
+                task.cancel()
+            await asyncio.gather(*self._tasks, return_exceptions=True)
         if self.connection is not None:
             await self.connection.close()
         await self.publisher.close()
 
     @property
+    def in_flight(self) -> int:
+        return self._in_flight
+
+    @property
     def is_consuming(self) -> bool:
         return (
-            self.connection is not None
+            not self._stopping
+            and self.consumer_tag is not None
+            and self.connection is not None
             and not self.connection.is_closed
             and self.amqp_channel is not None
             and not self.amqp_channel.is_closed
         )
 
     async def handle(self, incoming: AbstractIncomingMessage) -> None:
+        if self._stopping:
+            # Delivered between our cancel and the broker's cancel-ok: hand it back untouched.
+            await _settle_quietly(incoming.reject(requeue=True))
+            MESSAGES_CONSUMED.labels(self.queue_name, "requeued").inc()
+            return
+        task = asyncio.current_task()
+        if task is not None:
+            self._tasks.add(task)
         self._in_flight += 1
         self._idle.clear()
         started = time.perf_counter()
         try:
             outcome = await self._process(incoming)
             MESSAGES_CONSUMED.labels(self.queue_name, outcome).inc()
-        except Exception:
-            # The status store or the broker failed under us: leave the message for a
-            # redelivery rather than guess. A short pause keeps a dead database from turning
-            # into a hot redelivery loop.
-            logger.exception("message handling failed; requeueing")
+            self._failures.pop(_failure_key(incoming), None)
+        except asyncio.CancelledError:
+            # Cancelled at the shutdown deadline: the closing channel requeues the message.
             MESSAGES_CONSUMED.labels(self.queue_name, "requeued").inc()
-            await asyncio.sleep(1.0)
-            try:
-                await incoming.nack(requeue=True)
-            except Exception as exc:
-                logger.warning("nack failed (%s); the broker will redeliver", type(exc).__name__)
+            raise
+        except Exception as exc:
+            MESSAGES_CONSUMED.labels(
+                self.queue_name, await self._on_handling_error(incoming, exc)
+            ).inc()
         finally:
             MESSAGE_HANDLING_SECONDS.labels(self.queue_name).observe(time.perf_counter() - started)
             self._in_flight -= 1
+            if task is not None:
+                self._tasks.discard(task)
             if self._in_flight == 0:
                 self._idle.set()
+
+    async def _on_handling_error(self, incoming: AbstractIncomingMessage, exc: Exception) -> str:
+        """The status store or the broker failed under us, or the handling has a bug.
+
+        An outage leaves the message for a redelivery rather than guessing. Anything else is
+        counted per message: the same message failing `retry_max_attempts` times is poison and
+        goes to the DLQ, so it cannot loop forever.
+        """
+        if not _is_outage(exc):
+            key = _failure_key(incoming)
+            count = self._failures.pop(key, 0) + 1
+            self._failures[key] = count
+            while len(self._failures) > 10_000:
+                self._failures.popitem(last=False)
+            if count >= self.settings.retry_max_attempts:
+                logger.error(
+                    "message %s failed handling %d times (%s); sending it to %s",
+                    incoming.message_id,
+                    count,
+                    type(exc).__name__,
+                    FAILED_QUEUE,
+                    exc_info=exc,
+                )
+                try:
+                    await self._dead_letter(
+                        incoming, reason="handler_error", error=f"{type(exc).__name__}: {exc}"
+                    )
+                    await incoming.ack()
+                    self._failures.pop(key, None)
+                    return "poison"
+                except Exception as dead_letter_exc:
+                    logger.warning("dead-lettering failed: %s", type(dead_letter_exc).__name__)
+        logger.error("message handling failed; requeueing", exc_info=exc)
+        # A short pause keeps a dead database from turning into a hot redelivery loop.
+        if not self._stopping:
+            await asyncio.sleep(1.0)
+        await _settle_quietly(incoming.nack(requeue=True))
+        return "requeued"
 
     async def _process(self, incoming: AbstractIncomingMessage) -> str:
         try:
@@ -177,6 +284,18 @@ class ConsumerRuntime:
             return "poison"
 
         correlation_id_var.set(message.correlation_id)
+        if message.notification_type != self.channel_kind:
+            logger.error(
+                "a %s message reached %s; sending it to %s",
+                message.notification_type,
+                self.queue_name,
+                FAILED_QUEUE,
+            )
+            await self._dead_letter(
+                incoming, reason="poison", error=f"wrong channel {message.notification_type}"
+            )
+            await incoming.ack()
+            return "poison"
         claim = await self.status.transition(
             message.notification_id,
             NotificationStatus.PROCESSING,
@@ -217,8 +336,8 @@ class ConsumerRuntime:
             message.notification_id,
             NotificationStatus.DELIVERED,
             attempt=message.attempt,
-            provider_id=result.provider_message_id,
-            detail=result.detail,
+            provider_id=_short(result.provider_message_id) if result.provider_message_id else None,
+            detail=_short(result.detail) if result.detail else None,
         )
         await incoming.ack()
         logger.info("delivered notification %s", message.notification_id)
@@ -245,6 +364,10 @@ class ConsumerRuntime:
             retry_after_ms=int(retry_after_seconds * 1000) if retry_after_seconds else None,
         )
         level = delay_level(wait, self.settings.retry_delay_levels_ms)
+        if level < wait:
+            logger.info(
+                "wanted wait %d ms exceeds the largest delay queue; waiting %d ms", wait, level
+            )
         following = message.next_attempt()
         await self.publisher.publish_to_queue(
             delay_queue_name(self.channel_kind, level),
@@ -258,7 +381,7 @@ class ConsumerRuntime:
             message.notification_id,
             NotificationStatus.RETRYING,
             attempt=message.attempt,
-            error=reason,
+            error=_short(reason),
             detail=f"attempt {message.attempt} failed: {_short(reason)}; next in {level} ms",
         )
         await incoming.ack()
@@ -283,7 +406,7 @@ class ConsumerRuntime:
             message.notification_id,
             NotificationStatus.FAILED,
             attempt=message.attempt,
-            error=reason,
+            error=_short(reason),
             detail=f"{kind}: {_short(reason)}",
         )
         await incoming.ack()
@@ -315,4 +438,36 @@ class ConsumerRuntime:
 
 
 def _short(text: str, limit: int = 500) -> str:
+    """Bounded and storable: PostgreSQL text refuses NUL, which would make the status write
+    fail on every redelivery."""
+    text = text.replace("\x00", "")
     return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _failure_key(incoming: AbstractIncomingMessage) -> str:
+    return incoming.message_id or f"tag:{incoming.delivery_tag}"
+
+
+_OUTAGES: tuple[type[BaseException], ...] = (
+    OSError,
+    TimeoutError,
+    OperationalError,
+    InterfaceError,
+    PublishError,
+    AMQPError,
+)
+
+
+def _is_outage(exc: BaseException) -> bool:
+    """A dependency being down (retry forever) rather than this message being bad."""
+    return isinstance(exc, _OUTAGES) or getattr(exc, "connection_invalidated", False) is True
+
+
+async def _settle_quietly(settle: Any) -> None:
+    """Ack/nack/reject on a channel that may be closing: the broker redelivers anyway."""
+    try:
+        await settle
+    except Exception as exc:
+        logger.warning(
+            "settling a message failed (%s); the broker will redeliver", type(exc).__name__
+        )

@@ -1,0 +1,144 @@
+"""One delivery worker = a small HTTP side and the consumer runtime, in one process.
+
+Both workers are built here; each passes only its channel and a `sender_factory`. The lifespan
+owns every resource: the database engine and `StatusStore`, the sender, the `ConsumerRuntime`
+and the dead-letter admin. Shutdown runs in reverse: stop consuming and let the messages in
+hand finish (up to `worker_shutdown_seconds`), then close the sender and the engine, so a
+message is never half-handled by a closed resource.
+
+Routes: `GET /health` (database, broker, consumer), `/metrics`, and the internal-key guarded
+`/admin/dlq` routes from `shared.messaging.dead_letters`.
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import APIRouter, FastAPI
+
+from shared.db import check_database, create_engine
+from shared.health import HealthCheck, health_router
+from shared.http import create_service_app
+from shared.messaging.consumer import ConsumerRuntime, Sender
+from shared.messaging.dead_letters import DeadLetters, dead_letter_router
+from shared.messaging.message import Channel
+from shared.notification_status import StatusStore
+from shared.settings import Settings
+
+logger = logging.getLogger("shared.messaging.worker")
+
+
+SenderFactory = Callable[[Settings, FastAPI], Sender | Awaitable[Sender]]
+"""Builds the channel's sender in the lifespan (it may keep helpers on `app.state`). The sender
+may have an `async aclose()`, called at shutdown after the last message is handled."""
+
+
+class _Down(Exception):
+    """Raised by a health check whose dependency is not usable."""
+
+
+def create_worker_app(
+    *,
+    service: str,
+    channel: Channel,
+    settings: Settings,
+    sender_factory: SenderFactory,
+    extra_routers: Iterable[APIRouter] = (),
+    title: str,
+    description: str = "",
+    health_paths: tuple[str, ...] = ("/health",),
+) -> FastAPI:
+    """The worker app. `app.state` holds settings, engine, status_store, sender, runtime and
+    dead_letters once the lifespan has started."""
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        engine = create_engine(settings, application_name=service)
+        app.state.engine = engine
+        app.state.status_store = status_store = StatusStore(engine)
+        sender: Sender | None = None
+        runtime: ConsumerRuntime | None = None
+        try:
+            built = sender_factory(settings, app)
+            sender = await built if inspect.isawaitable(built) else built
+            app.state.sender = sender
+            runtime = ConsumerRuntime(
+                settings=settings,
+                channel=channel,
+                sender=sender,
+                status_store=status_store,
+                service=service,
+            )
+            app.state.runtime = runtime
+            await runtime.start()
+            assert runtime.connection is not None
+            app.state.dead_letters = DeadLetters(
+                connection=runtime.connection,
+                publisher=runtime.publisher,
+                status_store=status_store,
+                channel=channel,
+                service=service,
+            )
+            logger.info("%s worker started", service)
+            yield
+        finally:
+            app.state.dead_letters = None
+            if runtime is not None:
+                await runtime.stop()
+            if sender is not None:
+                await _close_sender(sender)
+            await engine.dispose()
+            logger.info("%s worker stopped", service)
+
+    app = create_service_app(
+        service=service,
+        title=title,
+        description=description,
+        lifespan=lifespan,
+        max_body_bytes=settings.max_body_bytes,
+    )
+    app.state.settings = settings
+    app.state.dead_letters = None
+    app.include_router(health_router(service, lambda: worker_checks(app), paths=health_paths))
+    app.include_router(dead_letter_router())
+    for router in extra_routers:
+        app.include_router(router)
+    return app
+
+
+def worker_checks(app: FastAPI) -> Mapping[str, HealthCheck]:
+    """db: a `SELECT 1`; broker: both AMQP connections open; consumer: subscribed and not
+    shutting down."""
+    runtime: ConsumerRuntime | None = getattr(app.state, "runtime", None)
+
+    async def db() -> None:
+        engine = getattr(app.state, "engine", None)
+        if engine is None:
+            raise _Down("no engine")
+        await check_database(engine)
+
+    async def broker() -> None:
+        if runtime is None or not runtime.publisher.is_connected:
+            raise _Down("publisher not connected")
+        if runtime.connection is None or runtime.connection.is_closed:
+            raise _Down("consumer connection closed")
+
+    async def consumer() -> None:
+        if runtime is None or not runtime.is_consuming:
+            raise _Down("not consuming")
+
+    return {"db": db, "broker": broker, "consumer": consumer}
+
+
+async def _close_sender(sender: Any) -> None:
+    aclose = getattr(sender, "aclose", None)
+    if aclose is None:
+        return
+    try:
+        await aclose()
+    except Exception as exc:  # shutdown goes on; the process is ending anyway
+        logger.warning("closing the sender failed: %s", type(exc).__name__)
