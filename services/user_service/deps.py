@@ -1,0 +1,33 @@
+"""Dependencies the routes share, declared once as `Annotated` aliases."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Annotated
+
+from fastapi import Depends, Query, Request
+
+from services.user_service.accounts import Accounts
+from shared.auth import CurrentPrincipal
+from shared.errors import Forbidden
+
+
+def get_accounts(request: Request) -> Accounts:
+    accounts: Accounts = request.app.state.accounts
+    return accounts
+
+
+AccountsDep = Annotated[Accounts, Depends(get_accounts)]
+
+
+async def reachable_user_id(user_id: uuid.UUID, principal: CurrentPrincipal) -> uuid.UUID:
+    """A user reaches only themself; an admin reaches anyone. Checked before existence, so a
+    user cannot probe which ids exist."""
+    if not principal.is_admin and principal.user_id != user_id:
+        raise Forbidden("you may only access your own account", code="forbidden")
+    return user_id
+
+
+ReachableUserId = Annotated[uuid.UUID, Depends(reachable_user_id)]
+Page = Annotated[int, Query(ge=1, le=100_000, description="1-based page number")]
+Limit = Annotated[int, Query(ge=1, le=100, description="items per page")]

@@ -1,0 +1,245 @@
+"""SQL of the user service. Functions take a session and never commit: the caller owns the
+transaction (see `accounts.py`), so one use case is one transaction."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from datetime import time
+from typing import Any
+
+import orjson
+from sqlalchemy import JSON, delete, func, literal_column, select, update
+from sqlalchemy.dialects.postgresql import aggregate_order_by, insert
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from services.user_service.models import Device, Preferences, User
+
+
+def _email_matches(email: str) -> Any:
+    # Written as `lower(email)` so PostgreSQL uses the unique index `uq_users_email_lower`.
+    return func.lower(User.email) == email.strip().lower()
+
+
+async def get_user(session: AsyncSession, user_id: uuid.UUID) -> User | None:
+    return await session.get(User, user_id)
+
+
+async def get_user_by_email(session: AsyncSession, email: str) -> User | None:
+    result = await session.execute(select(User).where(_email_matches(email)))
+    return result.scalar_one_or_none()
+
+
+async def email_exists(session: AsyncSession, email: str) -> bool:
+    result = await session.execute(select(User.id).where(_email_matches(email)))
+    return result.first() is not None
+
+
+def _escape_like(value: str) -> str:
+    return value.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
+async def list_users(
+    session: AsyncSession, *, email: str | None, page: int, limit: int
+) -> tuple[Sequence[User], int]:
+    query = select(User)
+    if email:
+        query = query.where(User.email.ilike(f"%{_escape_like(email)}%", escape="\\"))
+    total = await session.scalar(select(func.count()).select_from(query.subquery()))
+    rows = await session.scalars(
+        query.order_by(User.created_at, User.id).offset((page - 1) * limit).limit(limit)
+    )
+    return rows.all(), int(total or 0)
+
+
+async def insert_user(
+    session: AsyncSession,
+    *,
+    name: str,
+    email: str,
+    password_hash: str,
+    role: str = "user",
+    locale: str = "en",
+    timezone: str = "UTC",
+) -> User:
+    """Raises `IntegrityError` (on flush) when the email is taken, even by a concurrent insert."""
+    user = User(
+        id=uuid.uuid4(),
+        name=name,
+        email=email,
+        password_hash=password_hash,
+        role=role,
+        locale=locale,
+        timezone=timezone,
+    )
+    session.add(user)
+    await session.flush()
+    await session.refresh(user)
+    return user
+
+
+async def update_user(session: AsyncSession, user: User, changes: dict[str, Any]) -> User:
+    for name, value in changes.items():
+        setattr(user, name, value)
+    await session.flush()
+    await session.refresh(user)
+    return user
+
+
+async def delete_user(session: AsyncSession, user_id: uuid.UUID) -> bool:
+    """Preferences and devices go with the user (ON DELETE CASCADE)."""
+    result = await session.execute(delete(User).where(User.id == user_id).returning(User.id))
+    return result.first() is not None
+
+
+async def get_preferences(session: AsyncSession, user_id: uuid.UUID) -> Preferences | None:
+    return await session.get(Preferences, user_id)
+
+
+async def put_preferences(
+    session: AsyncSession,
+    user_id: uuid.UUID,
+    *,
+    email: bool,
+    push: bool,
+    quiet_hours: tuple[time, time] | None,
+) -> Preferences:
+    start, end = quiet_hours if quiet_hours else (None, None)
+    values = {"email": email, "push": push, "quiet_hours_start": start, "quiet_hours_end": end}
+    statement = insert(Preferences).values(user_id=user_id, **values)
+    statement = statement.on_conflict_do_update(
+        index_elements=[Preferences.user_id], set_={**values, "updated_at": func.now()}
+    ).returning(Preferences)
+    result = await session.execute(statement, execution_options={"populate_existing": True})
+    return result.scalar_one()
+
+
+async def get_device_by_token(session: AsyncSession, token: str) -> Device | None:
+    result = await session.execute(select(Device).where(Device.token == token).with_for_update())
+    return result.scalar_one_or_none()
+
+
+async def upsert_device(
+    session: AsyncSession, user_id: uuid.UUID, *, token: str, platform: str
+) -> tuple[Device, bool, uuid.UUID | None]:
+    """Register `token` for `user_id`: `(device, created, previous_owner)`.
+
+    A token names one app install, so if another user had it, it moves to this user (the
+    install changed accounts) and `previous_owner` says whose cache to invalidate.
+    """
+    existing = await get_device_by_token(session, token)
+    if existing is not None:
+        previous = existing.user_id if existing.user_id != user_id else None
+        if previous is not None or existing.platform != platform:
+            await session.execute(
+                update(Device)
+                .where(Device.id == existing.id)
+                .values(user_id=user_id, platform=platform, updated_at=func.now())
+            )
+            await session.refresh(existing)
+        return existing, False, previous
+    # A concurrent registration of the same token may win between the select and here.
+    statement = (
+        insert(Device)
+        .values(id=uuid.uuid4(), user_id=user_id, token=token, platform=platform)
+        .on_conflict_do_update(
+            index_elements=[Device.token],
+            set_={"user_id": user_id, "platform": platform, "updated_at": func.now()},
+        )
+        .returning(Device, literal_column("xmax = 0").label("inserted"))
+    )
+    result = await session.execute(statement, execution_options={"populate_existing": True})
+    device, inserted = result.one()
+    return device, bool(inserted), None
+
+
+async def list_devices(
+    session: AsyncSession, user_id: uuid.UUID, *, page: int, limit: int
+) -> tuple[Sequence[Device], int]:
+    total = await session.scalar(
+        select(func.count()).select_from(Device).where(Device.user_id == user_id)
+    )
+    rows = await session.scalars(
+        select(Device)
+        .where(Device.user_id == user_id)
+        .order_by(Device.created_at, Device.id)
+        .offset((page - 1) * limit)
+        .limit(limit)
+    )
+    return rows.all(), int(total or 0)
+
+
+async def delete_device(session: AsyncSession, user_id: uuid.UUID, device_id: uuid.UUID) -> bool:
+    result = await session.execute(
+        delete(Device).where(Device.id == device_id, Device.user_id == user_id).returning(Device.id)
+    )
+    return result.first() is not None
+
+
+async def delete_device_by_token(session: AsyncSession, token: str) -> uuid.UUID | None:
+    """Remove a dead token; returns its owner (to invalidate), or None if it was gone."""
+    result = await session.execute(
+        delete(Device).where(Device.token == token).returning(Device.user_id)
+    )
+    return result.scalar_one_or_none()
+
+
+def _hhmm(value: time | None) -> str | None:
+    return value.strftime("%H:%M") if value is not None else None
+
+
+async def contact_json(session: AsyncSession, user_id: uuid.UUID) -> bytes | None:
+    """The contact record as JSON, in one statement: the user by primary key, preferences by
+    primary key, devices through `ix_devices_user_id`."""
+    device = func.json_build_object("token", Device.token, "platform", Device.platform)
+    devices = (
+        select(
+            func.coalesce(
+                func.json_agg(aggregate_order_by(device, Device.created_at)),
+                literal_column("'[]'::json"),
+                type_=JSON,
+            )
+        )
+        .where(Device.user_id == User.id)
+        .scalar_subquery()
+    )
+    statement = (
+        select(
+            User.id,
+            User.name,
+            User.email,
+            User.locale,
+            User.timezone,
+            Preferences.email,
+            Preferences.push,
+            Preferences.quiet_hours_start,
+            Preferences.quiet_hours_end,
+            devices,
+        )
+        .outerjoin(Preferences, Preferences.user_id == User.id)
+        .where(User.id == user_id)
+    )
+    row = (await session.execute(statement)).first()
+    if row is None:
+        return None
+    (uid, name, email, locale, timezone, p_email, p_push, qh_start, qh_end, device_rows) = row
+    quiet_hours = (
+        {"start": _hhmm(qh_start), "end": _hhmm(qh_end)}
+        if qh_start is not None and qh_end is not None
+        else None
+    )
+    contact = {
+        "user_id": uid,
+        "name": name,
+        "email": email,
+        "locale": locale,
+        "timezone": timezone,
+        # A user without a preferences row (none is ever made that way) keeps the defaults.
+        "preferences": {
+            "email": True if p_email is None else p_email,
+            "push": True if p_push is None else p_push,
+            "quiet_hours": quiet_hours,
+        },
+        "devices": device_rows or [],
+    }
+    return orjson.dumps(contact)

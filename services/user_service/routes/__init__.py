@@ -1,0 +1,1 @@
+"""HTTP routes: `public` (JWT users and admins) and `internal` (other services)."""

@@ -1,0 +1,45 @@
+"""Internal API (`/internal/v1`), for the gateway and the push worker; every route needs
+`X-Internal-API-Key` (checked in constant time by `shared.auth`)."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from fastapi import APIRouter, Depends, Path, Response
+
+from services.user_service.deps import AccountsDep
+from services.user_service.schemas import Contact
+from shared.auth import require_internal_key
+from shared.envelope import Envelope, ok
+
+router = APIRouter(
+    prefix="/internal/v1", tags=["internal"], dependencies=[Depends(require_internal_key)]
+)
+
+# The contact JSON comes from Redis ready-made; splice it into the envelope instead of
+# parsing and re-serialising it on the gateway's hot path.
+_CONTACT_HEAD = b'{"success":true,"data":'
+_CONTACT_TAIL = b',"error":null,"message":"ok","meta":null}'
+
+
+@router.get(
+    "/users/{user_id}/contact",
+    response_model=Envelope[Contact],
+    summary="How to reach a user (cached)",
+)
+async def get_contact(user_id: uuid.UUID, accounts: AccountsDep) -> Response:
+    contact = await accounts.contact_json(user_id)
+    return Response(_CONTACT_HEAD + contact + _CONTACT_TAIL, media_type="application/json")
+
+
+@router.delete(
+    "/devices/by-token/{token:path}",
+    response_model=Envelope[dict[str, bool]],
+    summary="Forget a dead push token (200 whether or not it existed)",
+)
+async def delete_device_by_token(
+    accounts: AccountsDep, token: str = Path(min_length=1, max_length=4096)
+) -> dict[str, Any]:
+    removed = await accounts.remove_device_by_token(token)
+    return ok({"removed": removed}, "device removed" if removed else "device already gone")

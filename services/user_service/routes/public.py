@@ -1,0 +1,184 @@
+"""Public API (`/api/v1`): accounts, login, preferences and devices.
+
+Routes only translate HTTP to `Accounts` calls and back into the envelope.
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from fastapi import APIRouter, Query, Request, Response, status
+
+from services.user_service.accounts import preferences_out
+from services.user_service.deps import AccountsDep, Limit, Page, ReachableUserId
+from services.user_service.models import Preferences, User
+from services.user_service.schemas import (
+    DeviceIn,
+    DeviceOut,
+    LoginIn,
+    PreferencesIn,
+    PreferencesOut,
+    TokenOut,
+    UserCreate,
+    UserOut,
+    UserUpdate,
+    UserWithPreferences,
+)
+from shared.auth import AdminPrincipal, CurrentPrincipal
+from shared.envelope import Envelope, PageMeta, ok
+
+router = APIRouter(prefix="/api/v1")
+
+Body = dict[str, Any]
+
+
+def _user_out(user: User, preferences: Preferences | None) -> UserWithPreferences:
+    base = UserOut.model_validate(user).model_dump()
+    return UserWithPreferences(**base, preferences=preferences_out(preferences))
+
+
+# --- registration and login ------------------------------------------------------------------
+
+
+@router.post(
+    "/users",
+    status_code=status.HTTP_201_CREATED,
+    response_model=Envelope[UserWithPreferences],
+    tags=["users"],
+    summary="Register a user",
+)
+async def register(body: UserCreate, accounts: AccountsDep) -> Body:
+    user, preferences = await accounts.register(body)
+    return ok(_user_out(user, preferences), "user created")
+
+
+# The original's task statement posts to `/api/v1/users/`; answer it directly rather than
+# with a redirect that some clients would not follow for a POST.
+router.add_api_route(
+    "/users/",
+    register,
+    methods=["POST"],
+    status_code=status.HTTP_201_CREATED,
+    response_model=Envelope[UserWithPreferences],
+    include_in_schema=False,
+)
+
+
+@router.post("/auth/login", response_model=Envelope[TokenOut], tags=["auth"], summary="Log in")
+async def login(body: LoginIn, request: Request, accounts: AccountsDep) -> Body:
+    client_ip = request.client.host if request.client else "unknown"
+    token = await accounts.login(body.email, body.password, client_ip)
+    return ok(token, "logged in")
+
+
+# --- the caller's own account (declared before `/users/{user_id}` so `me` is not an id) ------
+
+
+@router.get("/users/me", response_model=Envelope[UserWithPreferences], tags=["users"])
+async def get_me(principal: CurrentPrincipal, accounts: AccountsDep) -> Body:
+    return ok(_user_out(*await accounts.get_user(principal.user_id)))
+
+
+@router.patch("/users/me", response_model=Envelope[UserWithPreferences], tags=["users"])
+async def update_me(body: UserUpdate, principal: CurrentPrincipal, accounts: AccountsDep) -> Body:
+    user, preferences = await accounts.update_user(principal.user_id, body, principal)
+    return ok(_user_out(user, preferences), "user updated")
+
+
+# --- users by id -----------------------------------------------------------------------------
+
+
+@router.get(
+    "/users", response_model=Envelope[list[UserOut]], tags=["users"], summary="List users (admin)"
+)
+async def list_users(
+    _: AdminPrincipal,
+    accounts: AccountsDep,
+    page: Page = 1,
+    limit: Limit = 20,
+    email: str | None = Query(default=None, max_length=254, description="part of the email"),
+) -> Body:
+    users, total = await accounts.list_users(email=email, page=page, limit=limit)
+    data = [UserOut.model_validate(u) for u in users]
+    return ok(data, meta=PageMeta.build(total=total, page=page, limit=limit))
+
+
+@router.get("/users/{user_id}", response_model=Envelope[UserWithPreferences], tags=["users"])
+async def get_user(user_id: ReachableUserId, accounts: AccountsDep) -> Body:
+    return ok(_user_out(*await accounts.get_user(user_id)))
+
+
+@router.patch("/users/{user_id}", response_model=Envelope[UserWithPreferences], tags=["users"])
+async def update_user(
+    user_id: ReachableUserId,
+    body: UserUpdate,
+    principal: CurrentPrincipal,
+    accounts: AccountsDep,
+) -> Body:
+    user, preferences = await accounts.update_user(user_id, body, principal)
+    return ok(_user_out(user, preferences), "user updated")
+
+
+@router.delete("/users/{user_id}", response_model=Envelope[None], tags=["users"])
+async def delete_user(user_id: ReachableUserId, accounts: AccountsDep) -> Body:
+    await accounts.delete_user(user_id)
+    return ok(None, "user deleted")
+
+
+# --- preferences -----------------------------------------------------------------------------
+
+
+@router.get(
+    "/users/{user_id}/preferences", response_model=Envelope[PreferencesOut], tags=["preferences"]
+)
+async def get_preferences(user_id: ReachableUserId, accounts: AccountsDep) -> Body:
+    return ok(await accounts.get_preferences(user_id))
+
+
+@router.put(
+    "/users/{user_id}/preferences", response_model=Envelope[PreferencesOut], tags=["preferences"]
+)
+async def put_preferences(
+    user_id: ReachableUserId, body: PreferencesIn, accounts: AccountsDep
+) -> Body:
+    return ok(await accounts.put_preferences(user_id, body), "preferences saved")
+
+
+# --- devices ---------------------------------------------------------------------------------
+
+
+@router.post(
+    "/users/{user_id}/devices",
+    status_code=status.HTTP_201_CREATED,
+    response_model=Envelope[DeviceOut],
+    tags=["devices"],
+    responses={200: {"description": "the token was already registered to this user"}},
+)
+async def add_device(
+    user_id: ReachableUserId, body: DeviceIn, accounts: AccountsDep, response: Response
+) -> Body:
+    device, created = await accounts.add_device(user_id, body)
+    if not created:
+        response.status_code = status.HTTP_200_OK
+        return ok(DeviceOut.model_validate(device), "device already registered")
+    return ok(DeviceOut.model_validate(device), "device registered")
+
+
+@router.get("/users/{user_id}/devices", response_model=Envelope[list[DeviceOut]], tags=["devices"])
+async def list_devices(
+    user_id: ReachableUserId, accounts: AccountsDep, page: Page = 1, limit: Limit = 20
+) -> Body:
+    devices, total = await accounts.list_devices(user_id, page=page, limit=limit)
+    data = [DeviceOut.model_validate(d) for d in devices]
+    return ok(data, meta=PageMeta.build(total=total, page=page, limit=limit))
+
+
+@router.delete(
+    "/users/{user_id}/devices/{device_id}", response_model=Envelope[None], tags=["devices"]
+)
+async def remove_device(
+    user_id: ReachableUserId, device_id: uuid.UUID, accounts: AccountsDep
+) -> Body:
+    await accounts.remove_device(user_id, device_id)
+    return ok(None, "device removed")

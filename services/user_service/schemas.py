@@ -1,0 +1,246 @@
+"""HTTP bodies of the user service: what callers may send and what they get back.
+
+Every input model forbids unknown fields, so a typo is a 422 naming the field instead of a
+silently ignored value. Anything that may end up in an email header (names) refuses control
+characters and RFC 2047 encoded-word markers, because this Python lets an encoded newline
+inject a header (see FACTS: CVE-2024-6923).
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+from datetime import datetime, time
+from functools import lru_cache
+from typing import Annotated, Literal
+from zoneinfo import available_timezones
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    EmailStr,
+    Field,
+    StrictBool,
+    field_validator,
+    model_validator,
+)
+
+Role = Literal["user", "admin"]
+Platform = Literal["android", "ios", "web"]
+
+# BCP 47 language tag, the common subset: language, optional script, region and variants
+# (e.g. `en`, `pt-BR`, `zh-Hant-TW`, `sl-rozaj`). Private-use and grandfathered tags are refused.
+_BCP47 = re.compile(
+    r"^(?P<lang>[A-Za-z]{2,3}|[A-Za-z]{5,8})"
+    r"(?:-(?P<script>[A-Za-z]{4}))?"
+    r"(?:-(?P<region>[A-Za-z]{2}|[0-9]{3}))?"
+    r"(?P<variants>(?:-(?:[A-Za-z0-9]{5,8}|[0-9][A-Za-z0-9]{3}))*)$"
+)
+_HHMM = re.compile(r"^([01][0-9]|2[0-3]):[0-5][0-9]$")
+_DEVICE_TOKEN = re.compile(r"^[\x21-\x7e]+$")  # printable ASCII, no spaces
+
+
+def _locale(value: str) -> str:
+    """Validate a BCP 47 tag and give it its canonical case (`pt-br` -> `pt-BR`)."""
+    match = _BCP47.match(value)
+    if match is None:
+        raise ValueError("must be a BCP 47 language tag such as 'en' or 'pt-BR'")
+    parts = [match["lang"].lower()]
+    if match["script"]:
+        parts.append(match["script"].title())
+    if match["region"]:
+        parts.append(match["region"].upper())
+    if match["variants"]:
+        parts.append(match["variants"][1:].lower())
+    return "-".join(parts)
+
+
+@lru_cache(maxsize=1)
+def _timezones() -> frozenset[str]:
+    return frozenset(available_timezones())
+
+
+def _timezone(value: str) -> str:
+    if value not in _timezones():
+        raise ValueError("must be an IANA time zone name such as 'UTC' or 'Europe/Paris'")
+    return value
+
+
+def _name(value: str) -> str:
+    value = value.strip()
+    if not value:
+        raise ValueError("must not be blank")
+    if any(ord(c) < 0x20 or ord(c) == 0x7F for c in value) or "=?" in value or "?=" in value:
+        raise ValueError("must not contain control characters or encoded-word sequences")
+    return value
+
+
+def _hhmm(value: str) -> str:
+    if not _HHMM.match(value):
+        raise ValueError("must be a 24-hour time 'HH:MM'")
+    return value
+
+
+def _token(value: str) -> str:
+    if not _DEVICE_TOKEN.match(value):
+        raise ValueError("must be printable ASCII without spaces")
+    return value
+
+
+Locale = Annotated[str, Field(min_length=2, max_length=35), AfterValidator(_locale)]
+TimeZone = Annotated[str, Field(min_length=1, max_length=64), AfterValidator(_timezone)]
+Name = Annotated[str, Field(min_length=1, max_length=100), AfterValidator(_name)]
+Password = Annotated[str, Field(min_length=8, max_length=256)]
+HHMM = Annotated[str, AfterValidator(_hhmm)]
+DeviceToken = Annotated[str, Field(min_length=1, max_length=4096), AfterValidator(_token)]
+
+
+class Input(BaseModel):
+    model_config = ConfigDict(extra="forbid", str_max_length=4096)
+
+
+# --- preferences ---------------------------------------------------------------------------
+
+
+class QuietHours(Input):
+    """A daily window, in the user's timezone, when nothing is pushed; may wrap midnight."""
+
+    start: HHMM
+    end: HHMM
+
+    @model_validator(mode="after")
+    def _not_empty(self) -> QuietHours:
+        if self.start == self.end:
+            raise ValueError("start and end must differ")
+        return self
+
+    def as_times(self) -> tuple[time, time]:
+        return time.fromisoformat(self.start), time.fromisoformat(self.end)
+
+
+class PreferencesIn(Input):
+    email: StrictBool
+    push: StrictBool
+    quiet_hours: QuietHours | None = None
+
+
+class RegistrationPreferences(Input):
+    """At registration both flags default to on, as in the original service."""
+
+    email: StrictBool = True
+    push: StrictBool = True
+    quiet_hours: QuietHours | None = None
+
+
+class QuietHoursOut(BaseModel):
+    start: str
+    end: str
+
+
+class PreferencesOut(BaseModel):
+    email: bool
+    push: bool
+    quiet_hours: QuietHoursOut | None
+
+
+# --- users ---------------------------------------------------------------------------------
+
+
+class UserCreate(Input):
+    name: Name
+    email: EmailStr = Field(max_length=254)
+    password: Password
+    locale: Locale = "en"
+    timezone: TimeZone = "UTC"
+    preferences: RegistrationPreferences | None = None
+    # The original's registration body: a device token that becomes an android device.
+    push_token: DeviceToken | None = None
+
+
+class UserUpdate(Input):
+    """Partial update. A password change needs `current_password` unless an admin resets
+    another user's password."""
+
+    name: Name | None = None
+    locale: Locale | None = None
+    timezone: TimeZone | None = None
+    password: Password | None = None
+    current_password: str | None = Field(default=None, max_length=256)
+
+    @field_validator("name", "locale", "timezone", "password", mode="before")
+    @classmethod
+    def _not_null(cls, value: object) -> object:
+        # Omit a field to keep it; an explicit null is a mistake, not "clear it".
+        if value is None:
+            raise ValueError("may not be null; omit the field to keep its value")
+        return value
+
+
+class UserOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: uuid.UUID
+    name: str
+    email: str
+    role: Role
+    locale: str
+    timezone: str
+    created_at: datetime
+    updated_at: datetime
+
+
+class UserWithPreferences(UserOut):
+    preferences: PreferencesOut
+
+
+# --- auth ----------------------------------------------------------------------------------
+
+
+class LoginIn(Input):
+    # Not EmailStr: a malformed email must get the same answer as an unknown one.
+    email: str = Field(min_length=1, max_length=254)
+    password: str = Field(min_length=1, max_length=256)
+
+
+class TokenOut(BaseModel):
+    access_token: str
+    token_type: Literal["bearer"] = "bearer"
+    expires_in: int
+
+
+# --- devices -------------------------------------------------------------------------------
+
+
+class DeviceIn(Input):
+    token: DeviceToken
+    platform: Platform
+
+
+class DeviceOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: uuid.UUID
+    token: str
+    platform: Platform
+    created_at: datetime
+
+
+# --- internal ------------------------------------------------------------------------------
+
+
+class ContactDevice(BaseModel):
+    token: str
+    platform: Platform
+
+
+class Contact(BaseModel):
+    """What the gateway needs to reach a user; also the JSON kept in the Redis cache."""
+
+    user_id: uuid.UUID
+    name: str
+    email: str
+    locale: str
+    timezone: str
+    preferences: PreferencesOut
+    devices: list[ContactDevice]
