@@ -35,6 +35,9 @@ class Settings(BaseSettings):
     template_service_url: str = "http://127.0.0.1:3000"
     api_gateway_url: str = "http://127.0.0.1:8080"
     http_timeout_seconds: float = 2.0
+    # TemplateClient: pinned versions are immutable (an LRU of this many); active ones expire.
+    template_cache_max_versions: int = 2048
+    template_active_ttl_seconds: float = 30.0
 
     # --- infrastructure ------------------------------------------------------------------
     database_url: str = "postgresql+asyncpg://postgres@127.0.0.1:5432/notifications"

@@ -1,0 +1,1 @@
+"""The template service: versioned, localised templates and the render/preview API."""
