@@ -1,0 +1,332 @@
+"""The deployment files agree with the code: no Docker engine runs here, so check statically.
+
+- `docker-compose.yml` against the Compose Specification JSON Schema (vendored in
+  `deploy/schema/`, no network), its services and ports against `shared/settings.py`;
+- the Dockerfile's paths exist and the image runs as a non-root user;
+- `deploy/k8s` renders with `kubectl kustomize` (when a kubectl or kustomize binary is on PATH;
+  otherwise the listed resources are loaded as they are) and has probes, HPAs and services that
+  match the settings;
+- the Prometheus rules only use metrics the code defines;
+- the RabbitMQ definitions name the topology's exchanges and queues (the exact comparison
+  against the broker is `tests/integration/test_rabbit_definitions.py`).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import subprocess
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlparse
+
+import jsonschema
+import pytest
+import yaml
+
+from shared.messaging.topology import (
+    DEAD_LETTER_EXCHANGE,
+    FAILED_QUEUE,
+    WORK_EXCHANGE,
+    WORK_QUEUES,
+    delay_queue_name,
+)
+from shared.settings import Settings
+
+ROOT = Path(__file__).resolve().parents[2]
+DEFAULTS = Settings(_env_file=None)
+
+# compose service -> (SERVICE value, settings field of its port, health path)
+APP_SERVICES = {
+    "api-gateway": ("api_gateway", "api_gateway_port", "/health"),
+    "user-service": ("user_service", "user_service_port", "/api/v1/health"),
+    "template-service": ("template_service", "template_service_port", "/api/v1/health"),
+    "email-service": ("email_service", "email_service_port", "/health"),
+    "push-service": ("push_service", "push_service_port", "/health"),
+}
+SETTING_NAMES = {name.upper() for name in Settings.model_fields}
+
+
+def _yaml(path: Path) -> Any:
+    return yaml.safe_load(path.read_text())
+
+
+def _yaml_all(text: str) -> list[dict[str, Any]]:
+    return [doc for doc in yaml.safe_load_all(text) if doc]
+
+
+@pytest.fixture(scope="module")
+def compose() -> dict[str, Any]:
+    loaded: dict[str, Any] = _yaml(ROOT / "docker-compose.yml")
+    return loaded
+
+
+def _published(service: dict[str, Any]) -> set[tuple[int, int]]:
+    pairs = set()
+    for entry in service.get("ports", []):
+        host, _, container = str(entry).rpartition(":")
+        pairs.add((int(host), int(container)))
+    return pairs
+
+
+# --- docker compose ---------------------------------------------------------------------------
+
+
+def test_compose_file_follows_the_compose_specification(compose: dict[str, Any]) -> None:
+    schema = json.loads((ROOT / "deploy" / "schema" / "compose-spec.json").read_text())
+    validator = jsonschema.Draft201909Validator(schema)
+    errors = [f"{list(e.path)}: {e.message[:200]}" for e in validator.iter_errors(compose)]
+    assert not errors, "\n".join(errors)
+
+
+def test_compose_runs_each_service_once_on_its_settings_port(compose: dict[str, Any]) -> None:
+    services = compose["services"]
+    for name, (service, port_field, _) in APP_SERVICES.items():
+        assert name in services, f"{name} missing from docker-compose.yml"
+        assert services[name]["environment"]["SERVICE"] == service
+        assert (ROOT / "services" / service).is_dir() or service in _entrypoint_choices()
+        port = getattr(DEFAULTS, port_field)
+        assert _published(services[name]) == {(port, port)}, name
+    selected = [s.get("environment", {}).get("SERVICE") for s in services.values()]
+    assert sorted(s for s in selected if s in {v[0] for v in APP_SERVICES.values()}) == sorted(
+        v[0] for v in APP_SERVICES.values()
+    )
+
+
+def test_compose_infrastructure_ports_match_the_settings(compose: dict[str, Any]) -> None:
+    services = compose["services"]
+    assert (urlparse(DEFAULTS.database_url).port, 5432) in _published(services["postgres"])
+    assert (urlparse(DEFAULTS.redis_url).port, 6379) in _published(services["redis"])
+    assert (urlparse(DEFAULTS.rabbitmq_url).port, 5672) in _published(services["rabbitmq"])
+    assert (15672, 15672) in _published(services["rabbitmq"])  # management UI
+    mailpit = _published(services["mailpit"])
+    assert (DEFAULTS.smtp_port, 1025) in mailpit
+    assert (DEFAULTS.inbox_http_port, 8025) in mailpit
+    fcm = services["fcm-standin"]
+    assert fcm["environment"]["SERVICE"] == "fcm_standin"
+    assert _published(fcm) == {(DEFAULTS.fcm_standin_port, DEFAULTS.fcm_standin_port)}
+
+
+def test_compose_urls_point_at_compose_services_and_settings_ports(
+    compose: dict[str, Any],
+) -> None:
+    services = compose["services"]
+    env = services["api-gateway"]["environment"]
+    for variable, target in {
+        "USER_SERVICE_URL": "user-service",
+        "TEMPLATE_SERVICE_URL": "template-service",
+        "API_GATEWAY_URL": "api-gateway",
+        "FCM_BASE_URL": "fcm-standin",
+    }.items():
+        url = urlparse(env[variable])
+        assert url.hostname == target and url.hostname in services, variable
+        assert (url.port, url.port) in _published(services[target]), variable
+    assert env["SMTP_HOST"] in services
+    assert env["BIND_HOST"] == "0.0.0.0"
+
+
+def test_compose_environment_names_are_settings(compose: dict[str, Any]) -> None:
+    for name, service in compose["services"].items():
+        if "build" not in service:
+            continue
+        unknown = set(service["environment"]) - SETTING_NAMES - {"SERVICE"}
+        assert not unknown, f"{name}: not settings: {sorted(unknown)}"
+
+
+def test_compose_healthchecks_and_start_order(compose: dict[str, Any]) -> None:
+    services = compose["services"]
+    one_shots = {n for n, s in services.items() if s.get("healthcheck", {}).get("disable")}
+    assert one_shots == {"migrate"}
+    for name, service in services.items():
+        if name not in one_shots:
+            assert service.get("healthcheck", {}).get("test"), f"{name} has no healthcheck"
+        for dependency, rule in (service.get("depends_on") or {}).items():
+            assert dependency in services, f"{name} depends on unknown {dependency}"
+            expected = (
+                "service_completed_successfully" if dependency in one_shots else "service_healthy"
+            )
+            assert rule["condition"] == expected, f"{name} -> {dependency}"
+    for name in APP_SERVICES:
+        depends = services[name]["depends_on"]
+        assert {"postgres", "redis", "rabbitmq", "migrate"} <= set(depends), name
+
+
+# --- Dockerfile -------------------------------------------------------------------------------
+
+
+def _entrypoint_choices() -> set[str]:
+    text = (ROOT / "deploy" / "docker" / "entrypoint.sh").read_text()
+    return {
+        choice.strip()
+        for line in re.findall(r"^\s+([a-z_| ]+)\)\s*$", text, re.M)
+        for choice in line.split("|")
+    }
+
+
+def test_dockerfile_copies_only_existing_paths_and_runs_unprivileged() -> None:
+    text = (ROOT / "Dockerfile").read_text()
+    copies = re.findall(r"^COPY\s+(?!--from)(.+)$", text, re.M)
+    assert copies
+    for line in copies:
+        *sources, _destination = line.split()
+        for source in sources:
+            assert (ROOT / source).exists(), f"Dockerfile copies missing {source}"
+    assert re.search(r"^FROM .+ AS builder$", text, re.M)
+    assert re.search(r"uv sync --frozen --no-dev", text)
+    users = re.findall(r"^USER\s+(\S+)$", text, re.M)
+    assert users and users[-1].split(":")[0] not in {"0", "root"}
+    for path in re.findall(r"/app/(deploy/docker/\S+?)[\"\s]", text):
+        assert (ROOT / path).exists(), path
+
+
+def test_dockerignore_keeps_what_the_image_needs() -> None:
+    ignored = {
+        line.strip()
+        for line in (ROOT / ".dockerignore").read_text().splitlines()
+        if line.strip() and not line.startswith("#")
+    }
+    for needed in ("pyproject.toml", "uv.lock", "shared", "services", "scripts", "deploy/docker"):
+        assert needed not in ignored and "deploy" not in ignored, needed
+
+
+def test_entrypoint_and_healthcheck_know_every_service() -> None:
+    choices = _entrypoint_choices()
+    assert {v[0] for v in APP_SERVICES.values()} <= choices
+    assert {"fcm_standin", "smtp_inbox", "migrate", "migrate_and_seed"} <= choices
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(
+        "container_healthcheck", ROOT / "deploy" / "docker" / "healthcheck.py"
+    )
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    for service, port_field, path in APP_SERVICES.values():
+        assert module.HEALTH_PATHS[service] == (port_field, path)
+        assert module.health_url(service, DEFAULTS).endswith(
+            f":{getattr(DEFAULTS, port_field)}{path}"
+        )
+
+
+# --- Kubernetes -------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def k8s() -> list[dict[str, Any]]:
+    """The rendered kustomization, or its resources as they are if no renderer is installed."""
+    directory = ROOT / "deploy" / "k8s"
+    kubectl, kustomize = shutil.which("kubectl"), shutil.which("kustomize")
+    if kubectl or kustomize:
+        command = [kubectl, "kustomize"] if kubectl else [kustomize, "build"]
+        result = subprocess.run(
+            [*command, str(directory)], capture_output=True, text=True, timeout=60, check=False
+        )
+        assert result.returncode == 0, result.stderr
+        return _yaml_all(result.stdout)
+    kustomization = _yaml(directory / "kustomization.yaml")
+    docs: list[dict[str, Any]] = []
+    for resource in kustomization["resources"]:
+        docs += _yaml_all((directory / resource).read_text())
+    return docs
+
+
+def _by_kind(docs: list[dict[str, Any]], kind: str) -> dict[str, dict[str, Any]]:
+    return {d["metadata"]["name"]: d for d in docs if d["kind"] == kind}
+
+
+def test_k8s_resources_are_well_formed(k8s: list[dict[str, Any]]) -> None:
+    for doc in k8s:
+        assert {"apiVersion", "kind", "metadata"} <= set(doc), doc
+        assert doc["metadata"].get("name"), doc
+
+
+def test_k8s_deployments_have_probes_on_the_health_paths(k8s: list[dict[str, Any]]) -> None:
+    deployments = _by_kind(k8s, "Deployment")
+    services = _by_kind(k8s, "Service")
+    assert set(deployments) == set(APP_SERVICES)
+    for name, (service, port_field, health) in APP_SERVICES.items():
+        pod = deployments[name]["spec"]["template"]["spec"]
+        (container,) = pod["containers"]
+        port = getattr(DEFAULTS, port_field)
+        assert {"name": "SERVICE", "value": service} in container["env"]
+        assert container["ports"] == [{"name": "http", "containerPort": port}]
+        assert container["readinessProbe"]["httpGet"]["path"] == health
+        assert container["livenessProbe"], name
+        assert pod["securityContext"]["runAsNonRoot"] is True
+        assert container["resources"]["requests"], name
+        selector = deployments[name]["spec"]["selector"]["matchLabels"]
+        assert services[name]["spec"]["selector"] == selector
+        assert services[name]["spec"]["ports"][0]["port"] == port
+
+
+def test_k8s_autoscales_the_gateway_and_workers(k8s: list[dict[str, Any]]) -> None:
+    deployments = _by_kind(k8s, "Deployment")
+    hpas = _by_kind(k8s, "HorizontalPodAutoscaler")
+    assert {"api-gateway", "email-service", "push-service"} <= set(hpas)
+    for hpa in hpas.values():
+        target = hpa["spec"]["scaleTargetRef"]
+        assert target["kind"] == "Deployment" and target["name"] in deployments
+        assert 1 <= hpa["spec"]["minReplicas"] <= hpa["spec"]["maxReplicas"]
+
+
+def test_k8s_config_and_secrets_hold_only_settings(k8s: list[dict[str, Any]]) -> None:
+    configmaps, secrets = _by_kind(k8s, "ConfigMap"), _by_kind(k8s, "Secret")
+    config = configmaps["notifications-config"]["data"]
+    secret = secrets["notifications-secrets"]["stringData"]
+    assert not (set(config) | set(secret)) - SETTING_NAMES
+    assert not set(config) & set(secret)
+    assert {"DATABASE_URL", "RABBITMQ_URL", "INTERNAL_API_KEY", "JWT_SECRET"} <= set(secret)
+    for deployment in _by_kind(k8s, "Deployment").values():
+        (container,) = deployment["spec"]["template"]["spec"]["containers"]
+        for source in container["envFrom"]:
+            if "configMapRef" in source:
+                assert source["configMapRef"]["name"] in configmaps
+            else:
+                assert source["secretRef"]["name"] in secrets
+
+
+# --- Prometheus -------------------------------------------------------------------------------
+
+
+def _defined_metrics() -> set[str]:
+    pattern = re.compile(r"(?:Counter|Histogram|Gauge|Summary)\(\s*\"(notifications_\w+)\"")
+    names: set[str] = set()
+    for folder in ("shared", "services"):
+        for path in (ROOT / folder).rglob("*.py"):
+            names |= set(pattern.findall(path.read_text()))
+    return names
+
+
+def test_alert_rules_use_only_defined_metrics() -> None:
+    rules = _yaml(ROOT / "deploy" / "prometheus" / "alerts.yml")
+    defined = _defined_metrics()
+    assert {"notifications_http_requests_total", "notifications_messages_consumed_total"} <= defined
+    seen = 0
+    for group in rules["groups"]:
+        for rule in group["rules"]:
+            assert rule["alert"] and rule["expr"] and rule["labels"]["severity"], rule
+            assert rule["annotations"]["summary"], rule
+            for used in re.findall(r"\bnotifications_\w+", rule["expr"]):
+                base = re.sub(r"_(bucket|sum|count)$", "", used)
+                assert base in defined or used in defined, f"{rule['alert']}: unknown {used}"
+                seen += 1
+    assert seen
+
+
+# --- RabbitMQ ---------------------------------------------------------------------------------
+
+
+def test_rabbit_definitions_name_the_topology() -> None:
+    definitions = json.loads((ROOT / "deploy" / "rabbitmq" / "definitions.json").read_text())
+    exchanges = {e["name"]: e["type"] for e in definitions["exchanges"]}
+    assert exchanges == {WORK_EXCHANGE: "direct", DEAD_LETTER_EXCHANGE: "fanout"}
+    expected = {FAILED_QUEUE, *WORK_QUEUES.values()} | {
+        delay_queue_name(channel, ms)
+        for channel in WORK_QUEUES
+        for ms in DEFAULTS.retry_delay_levels_ms
+    }
+    assert {q["name"] for q in definitions["queues"]} == expected
+    for policy in definitions["policies"]:
+        matched = {q for q in expected if re.search(policy["pattern"], q)}
+        assert matched and not matched & set(WORK_QUEUES.values()), policy["name"]
