@@ -24,7 +24,7 @@ run: migrate
 	@$(PY) -m scripts.run_stack
 
 test: install services
-	@$(PY) -m pytest -q $(PYTEST_ARGS)
+	@$(PY) -m pytest -q --drills $(PYTEST_ARGS)
 
 lint: install
 	@.venv/bin/ruff check . && .venv/bin/ruff format --check . && .venv/bin/mypy

@@ -27,9 +27,28 @@ ROOT = Path(__file__).resolve().parent.parent
 RUN_ID = uuid.uuid4().hex[:10]
 
 
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--drills",
+        action="store_true",
+        help="also run the fault drills (they restart RabbitMQ; `make test` passes this)",
+    )
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if config.getoption("--drills"):
+        return
+    skip = pytest.mark.skip(reason="fault drill: run with --drills (make test does)")
+    for item in items:
+        if "drill" in item.keywords:
+            item.add_marker(skip)
+
+
 def pytest_sessionstart(session: pytest.Session) -> None:
     result = subprocess.run(
-        [sys.executable, str(ROOT / "scripts" / "check_services.py")], capture_output=True, text=True
+        [sys.executable, str(ROOT / "scripts" / "check_services.py")],
+        capture_output=True,
+        text=True,
     )
     if result.returncode != 0:
         pytest.exit(result.stderr.strip(), returncode=3)
