@@ -330,3 +330,29 @@ def test_rabbit_definitions_name_the_topology() -> None:
     for policy in definitions["policies"]:
         matched = {q for q in expected if re.search(policy["pattern"], q)}
         assert matched and not matched & set(WORK_QUEUES.values()), policy["name"]
+
+
+# --- CI workflows -----------------------------------------------------------------------------
+
+
+def _workflow(name: str) -> dict[str, Any]:
+    loaded: dict[str, Any] = _yaml(ROOT / ".github" / "workflows" / name)
+    loaded["on"] = loaded.pop(True, loaded.get("on"))  # YAML 1.1 reads a bare `on` as true
+    return loaded
+
+
+def test_ci_lints_tests_against_real_services_and_builds_every_image() -> None:
+    lint = _workflow("lint.yml")
+    steps = " ".join(str(s.get("run", "")) for s in lint["jobs"]["lint"]["steps"])
+    assert "make lint" in steps
+
+    tests = _workflow("tests.yml")["jobs"]["test"]
+    assert set(tests["services"]) == {"postgres", "redis", "rabbitmq"}
+    ports = {p for s in tests["services"].values() for p in s["ports"]}
+    assert ports == {"5432:5432", "6379:6379", "5672:5672"}
+    assert any(s.get("run") == "make test" for s in tests["steps"])
+
+    images = _workflow("images.yml")
+    assert images["on"]["push"]["branches"] == ["main"]
+    matrix = images["jobs"]["build"]["strategy"]["matrix"]["service"]
+    assert sorted(matrix) == sorted(v[0] for v in APP_SERVICES.values())
