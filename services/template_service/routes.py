@@ -1,0 +1,197 @@
+"""HTTP routes: translate requests into catalog calls and results into the envelope."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Path, Query, status
+
+from services.template_service.deps import Admin, CatalogDep, Reader
+from services.template_service.schemas import (
+    CODE_PATTERN,
+    ActivateRequest,
+    Channel,
+    CreatedOut,
+    DeletedOut,
+    PreviewRequest,
+    RenderOut,
+    RenderRequest,
+    TemplateCodeOut,
+    TemplateCreate,
+    TemplateOut,
+    TemplateUpdate,
+    VersionListItem,
+    VersionOut,
+    normalize_locale,
+)
+from shared.auth import require_internal_key
+from shared.envelope import Envelope, PageMeta, ok
+from shared.errors import ValidationFailed
+
+Body = dict[str, Any]
+CodePath = Annotated[str, Path(pattern=CODE_PATTERN, description="the template's slug")]
+VersionPath = Annotated[int, Path(ge=1)]
+Page = Annotated[int, Query(ge=1)]
+Limit = Annotated[int, Query(ge=1, le=100)]
+
+
+def locale_query(
+    locale: Annotated[str | None, Query(description="e.g. en, pt, pt-BR")] = None,
+) -> str | None:
+    if locale is None:
+        return None
+    try:
+        return normalize_locale(locale)
+    except ValueError as exc:
+        raise ValidationFailed(details=[{"field": "locale", "message": str(exc)}]) from exc
+
+
+Locale = Annotated[str | None, Depends(locale_query)]
+
+router = APIRouter(prefix="/api/v1", tags=["templates"])
+
+
+@router.post(
+    "/templates",
+    status_code=status.HTTP_201_CREATED,
+    response_model=Envelope[CreatedOut],
+    summary="Create a template with its first (active) version (admin)",
+)
+async def create_template(body: TemplateCreate, admin: Admin, catalog: CatalogDep) -> Body:
+    created = await catalog.create(body, created_by=str(admin.user_id))
+    return ok(created.model_dump(), message="template created")
+
+
+@router.get("/templates", response_model=Envelope[list[TemplateOut]], summary="List templates")
+async def list_templates(
+    _: Reader,
+    catalog: CatalogDep,
+    locale: Locale,
+    channel: Channel | None = None,
+    code: Annotated[str | None, Query(max_length=64, description="code prefix")] = None,
+    page: Page = 1,
+    limit: Limit = 20,
+) -> Body:
+    items, total = await catalog.list(
+        channel=channel, locale=locale, code_prefix=code, page=page, limit=limit
+    )
+    return ok(
+        [i.model_dump() for i in items],
+        message="templates",
+        meta=PageMeta.build(total=total, page=page, limit=limit),
+    )
+
+
+@router.post(
+    "/templates/preview",
+    response_model=Envelope[RenderOut],
+    summary="Render an unsaved draft (for editors)",
+)
+async def preview_template(body: PreviewRequest, _: Reader, catalog: CatalogDep) -> Body:
+    return ok((await catalog.preview(body)).model_dump(), message="preview rendered")
+
+
+@router.get(
+    "/templates/{code}",
+    response_model=Envelope[TemplateCodeOut],
+    summary="A template's channels with the active version per locale",
+)
+async def get_template(
+    code: CodePath, _: Reader, catalog: CatalogDep, channel: Channel | None = None
+) -> Body:
+    return ok((await catalog.by_code(code, channel)).model_dump(), message="template")
+
+
+@router.put(
+    "/templates/{code}",
+    response_model=Envelope[VersionOut],
+    summary="Save a new version for (channel, locale) and make it active (admin)",
+)
+async def update_template(
+    code: CodePath, body: TemplateUpdate, admin: Admin, catalog: CatalogDep
+) -> Body:
+    saved = await catalog.update(code, body, created_by=str(admin.user_id))
+    return ok(saved.model_dump(), message="version saved")
+
+
+@router.delete(
+    "/templates/{code}",
+    response_model=Envelope[DeletedOut],
+    summary="Soft-delete a template (pinned versions keep rendering) (admin)",
+)
+async def delete_template(
+    code: CodePath, _: Admin, catalog: CatalogDep, channel: Channel | None = None
+) -> Body:
+    return ok((await catalog.delete(code, channel)).model_dump(), message="template deleted")
+
+
+@router.get(
+    "/templates/{code}/versions",
+    response_model=Envelope[list[VersionListItem]],
+    summary="A template's version history, newest first",
+)
+async def list_versions(
+    code: CodePath,
+    channel: Channel,
+    _: Reader,
+    catalog: CatalogDep,
+    locale: Locale,
+    page: Page = 1,
+    limit: Limit = 20,
+) -> Body:
+    items, total = await catalog.versions(code, channel, locale, page, limit)
+    return ok(
+        [i.model_dump() for i in items],
+        message="versions",
+        meta=PageMeta.build(total=total, page=page, limit=limit),
+    )
+
+
+@router.post(
+    "/templates/{code}/versions/{version}/activate",
+    response_model=Envelope[VersionOut],
+    summary="Make an earlier (or later) version active: rollback (admin)",
+)
+async def activate_version(
+    code: CodePath, version: VersionPath, body: ActivateRequest, _: Admin, catalog: CatalogDep
+) -> Body:
+    return ok((await catalog.activate(code, version, body)).model_dump(), message="activated")
+
+
+@router.post(
+    "/templates/{code}/render",
+    response_model=Envelope[RenderOut],
+    summary="Render the active (or a given) version with variables",
+)
+async def render_template(
+    code: CodePath, body: RenderRequest, _: Reader, catalog: CatalogDep
+) -> Body:
+    return ok((await catalog.render(code, body)).model_dump(), message="rendered")
+
+
+internal_router = APIRouter(
+    prefix="/internal/v1", tags=["internal"], dependencies=[Depends(require_internal_key)]
+)
+
+
+@internal_router.get(
+    "/templates/{code}/active",
+    response_model=Envelope[VersionOut],
+    summary="The active version, locale fallback applied (pt-BR -> pt -> default)",
+)
+async def internal_active(
+    code: CodePath, channel: Channel, catalog: CatalogDep, locale: Locale
+) -> Body:
+    return ok((await catalog.active(code, channel, locale)).model_dump(), message="version")
+
+
+@internal_router.get(
+    "/templates/{code}/versions/{version}",
+    response_model=Envelope[VersionOut],
+    summary="Exactly that version, even of a soft-deleted template (immutable: cache it)",
+)
+async def internal_version(
+    code: CodePath, version: VersionPath, channel: Channel, catalog: CatalogDep, locale: Locale
+) -> Body:
+    found = await catalog.version(code, channel, locale, version, include_deleted=True)
+    return ok(found.model_dump(), message="version")

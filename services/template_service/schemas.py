@@ -1,0 +1,195 @@
+"""HTTP bodies of the template service, and the locale rules (normalise, fall back)."""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
+
+Channel = Literal["email", "push"]
+
+CODE_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,63}$"
+_LOCALE = re.compile(r"^[A-Za-z]{2,3}(?:[-_][A-Za-z0-9]{2,8})*$")
+
+Code = Annotated[str, StringConstraints(pattern=CODE_PATTERN)]
+Name = Annotated[str, StringConstraints(min_length=1, max_length=200, strip_whitespace=True)]
+# A header-bound line: CR/LF in the template source could split a header.
+OneLine = Annotated[str, StringConstraints(min_length=1, max_length=998, pattern=r"^[^\r\n\x00]*$")]
+Body = Annotated[str, StringConstraints(min_length=1, max_length=60_000)]
+
+EMAIL_ONLY = ("subject", "text_body", "html_body")
+PUSH_ONLY = ("title", "body", "data", "image_url")
+
+
+def normalize_locale(value: str) -> str:
+    """`pt_br` / `PT-br` -> `pt-BR`; `zh-hant-tw` -> `zh-Hant-TW` (BCP 47 casing)."""
+    if not _LOCALE.match(value) or len(value) > 35:
+        raise ValueError("must be a locale such as en, pt or pt-BR")
+    parts = re.split(r"[-_]", value)
+    out = [parts[0].lower()]
+    for part in parts[1:]:
+        if len(part) == 4 and part.isalpha():
+            out.append(part.title())
+        elif len(part) == 2 or (len(part) == 3 and part.isdigit()):
+            out.append(part.upper())
+        else:
+            out.append(part.lower())
+    return "-".join(out)
+
+
+def locale_chain(locale: str | None, default: str) -> list[str]:
+    """The locales to try, most specific first: pt-BR -> pt -> the default locale."""
+    chain: list[str] = []
+    if locale:
+        parts = normalize_locale(locale).split("-")
+        chain = ["-".join(parts[:n]) for n in range(len(parts), 0, -1)]
+    default = normalize_locale(default)
+    if default not in chain:
+        chain.append(default)
+    return chain
+
+
+class VersionFields(BaseModel):
+    """The fields of a version; which ones are required depends on the channel."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    channel: Channel
+    subject: OneLine | None = None
+    text_body: Body | None = None
+    html_body: Body | None = None
+    title: OneLine | None = None
+    body: Body | None = None
+    data: (
+        dict[Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_.-]{1,64}$")], Body] | None
+    ) = Field(default=None, max_length=50)
+    image_url: Annotated[str, StringConstraints(min_length=1, max_length=2048)] | None = None
+
+    def check_channel(self) -> list[dict[str, str]]:
+        """Field errors for a body that does not fit its channel (empty when it fits)."""
+        errors: list[dict[str, str]] = []
+        required = ("subject", "text_body") if self.channel == "email" else ("title", "body")
+        foreign = PUSH_ONLY if self.channel == "email" else EMAIL_ONLY
+        for name in required:
+            if getattr(self, name) is None:
+                errors.append({"field": name, "message": f"required for {self.channel}"})
+        for name in foreign:
+            if getattr(self, name) is not None:
+                errors.append({"field": name, "message": f"not a field of {self.channel}"})
+        return errors
+
+    def values(self) -> dict[str, Any]:
+        return {name: getattr(self, name) for name in (*EMAIL_ONLY, *PUSH_ONLY)}
+
+
+class _LocaleMixin(BaseModel):
+    locale: str | None = Field(default=None, description="e.g. en, pt, pt-BR; default: en")
+
+    @field_validator("locale")
+    @classmethod
+    def _locale(cls, value: str | None) -> str | None:
+        return None if value is None else normalize_locale(value)
+
+
+class TemplateCreate(VersionFields, _LocaleMixin):
+    code: Code
+    name: Name
+    description: Annotated[str, StringConstraints(max_length=2000)] | None = None
+
+
+class TemplateUpdate(VersionFields, _LocaleMixin):
+    """A new version for (code, channel, locale); it becomes active."""
+
+    name: Name | None = None
+    description: Annotated[str, StringConstraints(max_length=2000)] | None = None
+
+
+class ActivateRequest(_LocaleMixin):
+    model_config = ConfigDict(extra="forbid")
+
+    channel: Channel
+
+
+class RenderRequest(_LocaleMixin):
+    model_config = ConfigDict(extra="forbid")
+
+    channel: Channel
+    version: int | None = Field(default=None, ge=1)
+    variables: dict[str, Any] = Field(default_factory=dict)
+
+
+class PreviewRequest(VersionFields):
+    variables: dict[str, Any] = Field(default_factory=dict)
+
+
+class VersionOut(BaseModel):
+    """The contract body of one version (internal API, gateway and workers read it)."""
+
+    code: str
+    channel: Channel
+    locale: str
+    version: int
+    name: str
+    subject: str | None = None
+    text_body: str | None = None
+    html_body: str | None = None
+    title: str | None = None
+    body: str | None = None
+    data: dict[str, str] | None = None
+    image_url: str | None = None
+    variables: list[str]
+    created_by: str | None = None
+    created_at: datetime | None = None
+
+
+class VersionListItem(VersionOut):
+    active: bool
+
+
+class LocaleOut(BaseModel):
+    locale: str
+    active_version: int
+    latest_version: int
+
+
+class TemplateOut(BaseModel):
+    code: str
+    channel: Channel
+    name: str
+    description: str | None = None
+    locales: list[LocaleOut]
+    created_by: str | None = None
+    created_at: datetime
+    updated_at: datetime
+
+
+class TemplateDetail(TemplateOut):
+    active_versions: list[VersionOut]
+
+
+class TemplateCodeOut(BaseModel):
+    """`GET /templates/{code}`: each channel of the code with its active version per locale."""
+
+    code: str
+    channels: list[TemplateDetail]
+
+
+class CreatedOut(BaseModel):
+    template: TemplateOut
+    version: VersionOut
+
+
+class RenderOut(BaseModel):
+    code: str | None = None
+    channel: Channel
+    locale: str | None = None
+    version: int | None = None
+    rendered: dict[str, Any]
+    variables: list[str]
+
+
+class DeletedOut(BaseModel):
+    code: str
+    channels: list[str]

@@ -1,0 +1,70 @@
+"""The demo's `welcome` templates (email and push, locale `en`), created idempotently by
+`make run`: a template that exists (even soft-deleted) is left as it is."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from services.template_service import repository as repo
+from services.template_service.catalog import TemplateCatalog
+from services.template_service.errors import TemplateExists
+from services.template_service.schemas import TemplateCreate
+from services.template_service.settings import template_settings
+from shared.db import create_engine, create_session_factory, session_scope
+from shared.settings import Settings
+
+WELCOME_EMAIL = TemplateCreate(
+    code="welcome",
+    channel="email",
+    name="Welcome",
+    description="Sent when a user signs up.",
+    locale="en",
+    subject="Welcome, {{ name }}!",
+    text_body="Hi {{ name }},\n\nWelcome aboard. Get started here: {{ link }}\n",
+    html_body=(
+        '<p>Hi {{ name }},</p>\n<p>Welcome aboard. <a href="{{ link }}">Get started</a>.</p>\n'
+    ),
+)
+
+WELCOME_PUSH = TemplateCreate(
+    code="welcome",
+    channel="push",
+    name="Welcome",
+    description="Sent when a user signs up.",
+    locale="en",
+    title="Welcome, {{ name }}!",
+    body="Hi {{ name }}, tap to get started.",
+    data={"link": "{{ link }}"},
+)
+
+
+async def seed_demo(settings: Settings) -> dict[str, Any]:
+    service_settings = template_settings(settings)
+    engine = create_engine(service_settings, application_name="template_service-seed")
+    try:
+        sessions = create_session_factory(engine)
+        catalog = TemplateCatalog(sessions, service_settings)
+        seeded = []
+        for body in (WELCOME_EMAIL, WELCOME_PUSH):
+            async with session_scope(sessions) as session:
+                existing = await repo.get_template(
+                    session, body.code, body.channel, include_deleted=True
+                )
+            created = False
+            if existing is None:
+                try:
+                    await catalog.create(body, created_by=None)
+                    created = True
+                except TemplateExists:  # a concurrent seed won the race: same outcome
+                    pass
+            seeded.append({"code": body.code, "channel": body.channel, "created": created})
+        return {"templates": seeded}
+    finally:
+        await engine.dispose()
+
+
+if __name__ == "__main__":
+    import asyncio
+    import json
+
+    print(json.dumps(asyncio.run(seed_demo(template_settings()))))
