@@ -229,7 +229,7 @@ async def contact_json(session: AsyncSession, user_id: uuid.UUID) -> bytes | Non
         else None
     )
     contact = {
-        "user_id": uid,
+        "user_id": str(uid),
         "name": name,
         "email": email,
         "locale": locale,

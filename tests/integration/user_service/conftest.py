@@ -27,9 +27,7 @@ PASSWORD = "correct-horse-battery"
 
 @pytest.fixture(scope="session")
 def us_settings(base_settings: Settings) -> UserServiceSettings:
-    return user_service_settings(base_settings).model_copy(
-        update={"password_hash_profile": "fast"}
-    )
+    return user_service_settings(base_settings).model_copy(update={"password_hash_profile": "fast"})
 
 
 @asynccontextmanager
@@ -116,8 +114,6 @@ async def admin(app: FastAPI, us_settings: UserServiceSettings) -> Account:
     """An admin made through the use case (the public API never grants the role)."""
     accounts: Accounts = app.state.accounts
     email = unique_email("admin")
-    user, _ = await accounts.create_user(
-        name="Admin", email=email, password=PASSWORD, role="admin"
-    )
+    user, _ = await accounts.create_user(name="Admin", email=email, password=PASSWORD, role="admin")
     token, _ = issue_access_token(us_settings, user.id, "admin")
     return Account(id=user.id, email=email, password=PASSWORD, token=token, data={})

@@ -124,9 +124,13 @@ async def test_login_is_rate_limited_per_email_and_ip(us_settings: UserServiceSe
         )
         assert created.status_code == 201
         bad = {"email": email, "password": "wrong-password"}
-        statuses = [(await client.post(f"{API}/auth/login", json=bad)).status_code for _ in range(3)]
+        statuses = [
+            (await client.post(f"{API}/auth/login", json=bad)).status_code for _ in range(3)
+        ]
         assert statuses == [401, 401, 401]
-        blocked = await client.post(f"{API}/auth/login", json={"email": email, "password": PASSWORD})
+        blocked = await client.post(
+            f"{API}/auth/login", json={"email": email, "password": PASSWORD}
+        )
         assert blocked.status_code == 429
         assert blocked.json()["error"] == "rate_limited"
         assert 1 <= int(blocked.headers["Retry-After"]) <= settings.login_window_seconds
@@ -142,7 +146,10 @@ async def test_successful_login_resets_the_count(us_settings: UserServiceSetting
     async with running(settings) as (_, client):
         email = unique_email()
         await client.post(f"{API}/users", json={"name": "A", "email": email, "password": PASSWORD})
-        good, bad = {"email": email, "password": PASSWORD}, {"email": email, "password": "nope-nope"}
+        good, bad = (
+            {"email": email, "password": PASSWORD},
+            {"email": email, "password": "nope-nope"},
+        )
         for _ in range(3):
             assert (await client.post(f"{API}/auth/login", json=bad)).status_code == 401
             assert (await client.post(f"{API}/auth/login", json=good)).status_code == 200

@@ -30,10 +30,14 @@ async def test_bad_preferences_name_the_field(
     cases = [
         ({"email": True}, {"push"}),
         ({"email": 1, "push": True}, {"email"}),
-        ({"email": True, "push": True, "quiet_hours": {"start": "25:00", "end": "7"}},
-         {"quiet_hours.start", "quiet_hours.end"}),
-        ({"email": True, "push": True, "quiet_hours": {"start": "22:00", "end": "22:00"}},
-         {"quiet_hours"}),
+        (
+            {"email": True, "push": True, "quiet_hours": {"start": "25:00", "end": "7"}},
+            {"quiet_hours.start", "quiet_hours.end"},
+        ),
+        (
+            {"email": True, "push": True, "quiet_hours": {"start": "22:00", "end": "22:00"}},
+            {"quiet_hours"},
+        ),
         ({"email": True, "push": True, "sms": True}, {"sms"}),
     ]
     for body, fields in cases:
@@ -48,8 +52,12 @@ async def test_devices_are_idempotent_on_token(
     account = await register()
     url = f"{API}/users/{account.id}/devices"
     token = f"fcm-{uuid.uuid4().hex}"
-    first = await client.post(url, headers=account.headers, json={"token": token, "platform": "ios"})
-    again = await client.post(url, headers=account.headers, json={"token": token, "platform": "ios"})
+    first = await client.post(
+        url, headers=account.headers, json={"token": token, "platform": "ios"}
+    )
+    again = await client.post(
+        url, headers=account.headers, json={"token": token, "platform": "ios"}
+    )
     assert (first.status_code, again.status_code) == (201, 200)
     assert first.json()["data"]["id"] == again.json()["data"]["id"]
     await client.post(url, headers=account.headers, json={"token": "web-1", "platform": "web"})

@@ -106,7 +106,9 @@ async def test_encoded_word_in_name_is_rejected(client: httpx.AsyncClient) -> No
 
 async def test_duplicate_email_is_409_case_insensitively(client: httpx.AsyncClient) -> None:
     email = unique_email()
-    first = await client.post(f"{API}/users", json={"name": "A", "email": email, "password": PASSWORD})
+    first = await client.post(
+        f"{API}/users", json={"name": "A", "email": email, "password": PASSWORD}
+    )
     assert first.status_code == 201
     second = await client.post(
         f"{API}/users", json={"name": "B", "email": email.upper(), "password": PASSWORD}

@@ -52,7 +52,9 @@ async def test_password_change_needs_the_current_password(
         json={"password": "new-password-1", "current_password": PASSWORD},
     )
     assert right.status_code == 200
-    old = await client.post(f"{API}/auth/login", json={"email": account.email, "password": PASSWORD})
+    old = await client.post(
+        f"{API}/auth/login", json={"email": account.email, "password": PASSWORD}
+    )
     new = await client.post(
         f"{API}/auth/login", json={"email": account.email, "password": "new-password-1"}
     )
@@ -135,7 +137,9 @@ async def test_admin_reaches_anyone_and_lists_with_paging(
         "has_previous": False,
     }
     page2 = await client.get(
-        f"{API}/users", headers=admin.headers, params={"email": f"list-{tag}", "limit": 2, "page": 2}
+        f"{API}/users",
+        headers=admin.headers,
+        params={"email": f"list-{tag}", "limit": 2, "page": 2},
     )
     emails = [u["email"] for u in body["data"] + page2.json()["data"]]
     assert sorted(emails) == sorted(a.email for a in created)
@@ -145,7 +149,9 @@ async def test_admin_reaches_anyone_and_lists_with_paging(
 async def test_bad_paging_and_ids_are_422_naming_the_field(
     client: httpx.AsyncClient, admin: Account
 ) -> None:
-    paging = await client.get(f"{API}/users", headers=admin.headers, params={"limit": 0, "page": "x"})
+    paging = await client.get(
+        f"{API}/users", headers=admin.headers, params={"limit": 0, "page": "x"}
+    )
     assert paging.status_code == 422
     assert {d["field"] for d in paging.json()["details"]} == {"limit", "page"}
     bad_id = await client.get(f"{API}/users/not-a-uuid", headers=admin.headers)
