@@ -37,16 +37,34 @@ def upgrade() -> None:
         sa.Column("generation", sa.Integer, nullable=False, server_default="0"),
         sa.Column("last_error", sa.Text, nullable=True),
         sa.Column("provider_message_id", sa.Text, nullable=True),
-        sa.Column("metadata", postgresql.JSONB, nullable=False, server_default=sa.text("'{}'::jsonb")),
+        sa.Column(
+            "metadata", postgresql.JSONB, nullable=False, server_default=sa.text("'{}'::jsonb")
+        ),
         sa.Column("scheduled_for", sa.DateTime(timezone=True), nullable=True),
-        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()),
-        sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()),
+        sa.Column(
+            "created_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()
+        ),
+        sa.Column(
+            "updated_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()
+        ),
         sa.Column("delivered_at", sa.DateTime(timezone=True), nullable=True),
         schema=SCHEMA,
     )
-    op.create_index("ix_notification_statuses_request_id", "notification_statuses", ["api_key_id", "request_id"], schema=SCHEMA)
-    op.create_index("ix_notification_statuses_user_created", "notification_statuses", ["user_id", "created_at"], schema=SCHEMA)
-    op.create_index("ix_notification_statuses_created", "notification_statuses", ["created_at"], schema=SCHEMA)
+    op.create_index(
+        "ix_notification_statuses_request_id",
+        "notification_statuses",
+        ["api_key_id", "request_id"],
+        schema=SCHEMA,
+    )
+    op.create_index(
+        "ix_notification_statuses_user_created",
+        "notification_statuses",
+        ["user_id", "created_at"],
+        schema=SCHEMA,
+    )
+    op.create_index(
+        "ix_notification_statuses_created", "notification_statuses", ["created_at"], schema=SCHEMA
+    )
     op.create_table(
         "notification_status_history",
         sa.Column("id", sa.BigInteger, primary_key=True, autoincrement=True),
@@ -56,10 +74,17 @@ def upgrade() -> None:
         sa.Column("generation", sa.Integer, nullable=False, server_default="0"),
         sa.Column("detail", sa.Text, nullable=True),
         sa.Column("at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()),
-        sa.UniqueConstraint("notification_id", "status", "attempt", "generation", name="uq_history_once"),
+        sa.UniqueConstraint(
+            "notification_id", "status", "attempt", "generation", name="uq_history_once"
+        ),
         schema=SCHEMA,
     )
-    op.create_index("ix_history_notification", "notification_status_history", ["notification_id", "at"], schema=SCHEMA)
+    op.create_index(
+        "ix_history_notification",
+        "notification_status_history",
+        ["notification_id", "at"],
+        schema=SCHEMA,
+    )
     op.create_table(
         "notification_device_results",
         sa.Column("notification_id", postgresql.UUID(as_uuid=True), primary_key=True),
@@ -67,7 +92,9 @@ def upgrade() -> None:
         sa.Column("status", sa.String(16), nullable=False),
         sa.Column("provider_message_id", sa.Text, nullable=True),
         sa.Column("error", sa.Text, nullable=True),
-        sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()),
+        sa.Column(
+            "updated_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()
+        ),
         schema=SCHEMA,
     )
 

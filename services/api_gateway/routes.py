@@ -1,0 +1,244 @@
+"""HTTP routes of the gateway: translate requests to the use cases and back.
+
+Success bodies are serialised with orjson straight into a `Response` (the send route is the
+hot path of the whole system); the response models below only document them in OpenAPI.
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Annotated, Any, Literal
+
+import orjson
+from fastapi import APIRouter, Header, Path, Query, Request, Response
+from sqlalchemy import text
+
+from services.api_gateway.deps import CurrentApiKey, GatewayDep, enforce_rate_limit
+from services.api_gateway.idempotency import fingerprint, parse_idempotency_key
+from services.api_gateway.schemas import (
+    Accepted,
+    CallbackResult,
+    HngSendRequest,
+    SendCommand,
+    SendRequest,
+    StatusCallback,
+    StatusDetail,
+    StatusSummary,
+)
+from services.api_gateway.send import SendResult
+from shared.auth import InternalKey
+from shared.envelope import Envelope, ErrorEnvelope, PageMeta, ok
+from shared.errors import NotFound, ValidationFailed
+from shared.messaging.message import Channel
+from shared.notification_status import NotificationStatus, transition
+
+router = APIRouter()
+
+IDEMPOTENCY_DOC = (
+    "Makes the send safe to retry. Defaults to the body's `request_id`. Scoped to your API key "
+    "and kept for 24 hours: the same key with the same body replays the first response "
+    "(header `Idempotency-Replayed: true`, nothing is sent twice); with a different body it "
+    "is a 422 `idempotency_key_reused`; while the first request is still running, a 409 "
+    "`request_in_progress` with `Retry-After`. 1-255 visible ASCII characters, optionally "
+    "quoted."
+)
+IdempotencyKeyHeader = Annotated[
+    str | None, Header(alias="Idempotency-Key", description=IDEMPOTENCY_DOC)
+]
+
+_ERRORS: dict[int | str, dict[str, Any]] = {
+    code: {"model": ErrorEnvelope, "description": description}
+    for code, description in {
+        400: "malformed JSON or `Idempotency-Key`",
+        401: "`invalid_api_key`",
+        404: "`user_not_found` or `template_not_found`",
+        409: "`request_in_progress` (retry after `Retry-After`)",
+        413: "body over 64 KiB",
+        422: "`validation_error`, `missing_variables` or `idempotency_key_reused`",
+        429: "`rate_limited` (see `Retry-After`)",
+        503: "`dependency_unavailable` (see `Retry-After`)",
+    }.items()
+}
+_SEND_RESPONSES: dict[int | str, dict[str, Any]] = {
+    202: {"model": Envelope[Accepted], "description": "accepted (queued, scheduled or skipped)"},
+    **_ERRORS,
+}
+
+
+def json_response(
+    body: Any, status_code: int = 200, headers: dict[str, str] | None = None
+) -> Response:
+    return Response(
+        orjson.dumps(body), status_code=status_code, media_type="application/json", headers=headers
+    )
+
+
+def _result_response(result: SendResult) -> Response:
+    headers = {"Idempotency-Replayed": "true"} if result.replayed else None
+    return json_response(result.body, result.status_code, headers)
+
+
+async def _send(
+    request: Request,
+    gateway: GatewayDep,
+    api_key: CurrentApiKey,
+    command: SendCommand,
+    idempotency_key: str | None,
+) -> Response:
+    key = parse_idempotency_key(idempotency_key)
+    await enforce_rate_limit(request, gateway, api_key, scope="send", user_id=command.user_id)
+    raw = orjson.loads(await request.body())
+    result = await gateway.send.send(
+        api_key, command, idempotency_key=key, fingerprint=fingerprint(raw)
+    )
+    return _result_response(result)
+
+
+@router.post(
+    "/v1/notifications/send",
+    status_code=202,
+    tags=["notifications"],
+    summary="Send a notification",
+    responses=_SEND_RESPONSES,
+    response_class=Response,
+)
+async def send_notification(
+    request: Request,
+    body: SendRequest,
+    gateway: GatewayDep,
+    api_key: CurrentApiKey,
+    idempotency_key: IdempotencyKeyHeader = None,
+) -> Response:
+    """Validate, rate-limit, deduplicate, enrich and accept one notification.
+
+    A 202 means the notification is durable: it is published at once, or kept in the
+    transactional outbox until the broker takes it. A channel the user turned off (or a push
+    to a user without a device) is accepted as `skipped`; quiet hours make it `scheduled`.
+    """
+    return await _send(request, gateway, api_key, body.to_command(), idempotency_key)
+
+
+@router.post(
+    "/api/v1/notifications/",
+    status_code=202,
+    tags=["notifications"],
+    summary="Send a notification (HNG task contract)",
+    responses=_SEND_RESPONSES,
+    response_class=Response,
+)
+@router.post("/api/v1/notifications", include_in_schema=False, status_code=202)
+async def send_notification_hng(
+    request: Request,
+    body: HngSendRequest,
+    gateway: GatewayDep,
+    api_key: CurrentApiKey,
+    idempotency_key: IdempotencyKeyHeader = None,
+) -> Response:
+    """The task statement's body (`priority` an integer, `variables` = `{name, link, meta?}`),
+    handled exactly like `POST /v1/notifications/send`."""
+    return await _send(request, gateway, api_key, body.to_command(), idempotency_key)
+
+
+@router.get(
+    "/v1/notifications/{ref}/status",
+    tags=["notifications"],
+    summary="A notification's status and history",
+    responses={200: {"model": Envelope[StatusDetail]}, 404: {"model": ErrorEnvelope}},
+    response_class=Response,
+)
+async def notification_status(
+    request: Request,
+    gateway: GatewayDep,
+    api_key: CurrentApiKey,
+    ref: Annotated[
+        str, Path(max_length=255, description="The notification id or your `request_id`.")
+    ],
+) -> Response:
+    await enforce_rate_limit(request, gateway, api_key, scope="read", user_id=None)
+    found = await gateway.store.find(api_key.id, ref)
+    if found is None:
+        raise NotFound("no notification with this id or request id", code="notification_not_found")
+    return json_response(ok(found))
+
+
+@router.get(
+    "/v1/notifications",
+    tags=["notifications"],
+    summary="Your notifications, newest first",
+    responses={200: {"model": Envelope[list[StatusSummary]]}},
+    response_class=Response,
+)
+async def list_notifications(
+    request: Request,
+    gateway: GatewayDep,
+    api_key: CurrentApiKey,
+    user_id: uuid.UUID | None = None,
+    status: NotificationStatus | None = None,
+    notification_type: Channel | None = None,
+    page: Annotated[int, Query(ge=1, le=100_000)] = 1,
+    limit: Annotated[int, Query(ge=1, le=100)] = 20,
+) -> Response:
+    await enforce_rate_limit(request, gateway, api_key, scope="read", user_id=None)
+    items, total = await gateway.store.page(
+        api_key.id,
+        user_id=user_id,
+        status=status.value if status else None,
+        notification_type=notification_type.value if notification_type else None,
+        page=page,
+        limit=limit,
+    )
+    meta = PageMeta.build(total=total, page=page, limit=limit)
+    body = ok(items)
+    body["meta"] = meta.model_dump()
+    return json_response(body)
+
+
+_CALLBACK_TARGET = {
+    "delivered": NotificationStatus.DELIVERED,
+    "pending": NotificationStatus.PROCESSING,
+    "failed": NotificationStatus.FAILED,
+}
+_TYPE_OF = text("SELECT notification_type FROM api_gateway.notification_statuses WHERE id = :id")
+
+
+@router.post(
+    "/api/v1/{channel}/status/",
+    tags=["internal"],
+    summary="Status callback from workers and provider receipts (internal key)",
+    response_model=Envelope[CallbackResult],
+)
+@router.post("/api/v1/{channel}/status", include_in_schema=False)
+async def status_callback(
+    channel: Literal["email", "push"],
+    body: StatusCallback,
+    gateway: GatewayDep,
+    _: InternalKey,
+) -> dict[str, Any]:
+    """`delivered` and `failed` end a notification, `pending` marks it `processing`. Moves are
+    monotonic: a late or replayed callback never takes a notification backwards."""
+    target = _CALLBACK_TARGET[body.status]
+    detail = f"{channel} callback: {body.status}"
+    if body.timestamp is not None:
+        detail += f" at {body.timestamp.isoformat()}"
+    async with gateway.engine.begin() as conn:
+        kind = (await conn.execute(_TYPE_OF, {"id": body.notification_id})).scalar()
+        if kind is None:
+            raise NotFound("no such notification", code="notification_not_found")
+        if kind != channel:
+            raise ValidationFailed(
+                f"this is a {kind} notification, not {channel}", code="channel_mismatch"
+            )
+        result = await transition(
+            conn,
+            body.notification_id,
+            target,
+            detail=detail,
+            error=body.error if target is NotificationStatus.FAILED else None,
+        )
+    data = {
+        "notification_id": str(body.notification_id),
+        "status": result.status.value if result.status else None,
+        "applied": result.applied,
+    }
+    message = "status updated" if result.applied else "status unchanged (no backwards move)"
+    return ok(data, message=message)

@@ -1,0 +1,214 @@
+"""HTTP bodies of the gateway: the two send contracts, status views and the callback.
+
+Both send bodies become one `SendCommand`, so the use case knows nothing of the aliases.
+Unknown top-level fields are refused (a typo is a 422 naming it, not a silently dropped value).
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    AnyUrl,
+    BaseModel,
+    ConfigDict,
+    Field,
+    Strict,
+    StringConstraints,
+    model_validator,
+)
+
+from shared.messaging.message import Channel
+from shared.notification_status import NotificationStatus
+
+PRIORITY_WORDS = {"low": 2, "normal": 5, "high": 8}
+
+TemplateCode = Annotated[
+    str, StringConstraints(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$")
+]
+RequestId = Annotated[str, StringConstraints(min_length=1, max_length=255)]
+Locale = Annotated[
+    str,
+    StringConstraints(
+        min_length=2, max_length=35, pattern=r"^[A-Za-z]{2,8}([-_][A-Za-z0-9]{1,8})*$"
+    ),
+]
+PriorityNumber = Annotated[int, Strict(), Field(ge=0, le=9)]
+
+
+@dataclass(frozen=True)
+class SendCommand:
+    """A send request, whichever contract it came in."""
+
+    notification_type: Channel
+    user_id: uuid.UUID
+    template_code: str
+    variables: dict[str, Any]
+    request_id: str | None
+    priority: int
+    locale: str | None
+    metadata: dict[str, Any]
+
+
+class SendRequest(BaseModel):
+    """`POST /v1/notifications/send`. `channel`/`template_slug` are the original's names."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {
+                    "notification_type": "email",
+                    "user_id": "0b0f3c1e-8f7a-4c1e-9a57-3a1f5e2b7c10",
+                    "template_code": "welcome",
+                    "variables": {"name": "Ada", "link": "https://example.com/start"},
+                    "request_id": "a4b0d0c4-3c4c-4f9e-8f6c-0d3d9c1f2e11",
+                    "priority": "normal",
+                }
+            ]
+        },
+    )
+
+    notification_type: Channel | None = None
+    channel: Channel | None = Field(default=None, description="Alias of notification_type.")
+    user_id: uuid.UUID
+    template_code: TemplateCode | None = None
+    template_slug: TemplateCode | None = Field(default=None, description="Alias of template_code.")
+    variables: dict[str, Any] = Field(default_factory=dict)
+    request_id: RequestId | None = None
+    priority: Literal["low", "normal", "high"] | PriorityNumber = Field(
+        default="normal", description='"low" | "normal" | "high" (2/5/8) or 0-9.'
+    )
+    locale: Locale | None = None
+    metadata: dict[str, Any] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _aliases_agree(self) -> SendRequest:
+        for name, alias in (("notification_type", "channel"), ("template_code", "template_slug")):
+            value, other = getattr(self, name), getattr(self, alias)
+            if value is None and other is None:
+                raise ValueError(f"one of {name} or {alias} is required")
+            if value is not None and other is not None and value != other:
+                raise ValueError(f"{name} and {alias} disagree")
+        return self
+
+    def to_command(self) -> SendCommand:
+        channel = self.notification_type or self.channel
+        code = self.template_code or self.template_slug
+        assert channel is not None and code is not None  # the validator guarantees both
+        priority = (
+            PRIORITY_WORDS[self.priority] if isinstance(self.priority, str) else self.priority
+        )
+        return SendCommand(
+            notification_type=channel,
+            user_id=self.user_id,
+            template_code=code,
+            variables=self.variables,
+            request_id=self.request_id,
+            priority=priority,
+            locale=self.locale,
+            metadata=self.metadata,
+        )
+
+
+class HngVariables(BaseModel):
+    """The task statement's variables: `name`, `link` (a URL) and optional `meta`."""
+
+    model_config = ConfigDict(extra="allow")
+
+    name: Annotated[str, StringConstraints(min_length=1, max_length=200)]
+    link: AnyUrl
+    meta: dict[str, Any] | None = None
+
+
+class HngSendRequest(BaseModel):
+    """`POST /api/v1/notifications/`: the HNG task statement's body (integer priority)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    notification_type: Channel
+    user_id: uuid.UUID
+    template_code: TemplateCode
+    variables: HngVariables
+    request_id: RequestId | None = None
+    priority: PriorityNumber = 5
+    metadata: dict[str, Any] | None = None
+
+    def to_command(self) -> SendCommand:
+        variables = self.variables.model_dump(mode="json", exclude_none=True)
+        return SendCommand(
+            notification_type=self.notification_type,
+            user_id=self.user_id,
+            template_code=self.template_code,
+            variables=variables,
+            request_id=self.request_id,
+            priority=self.priority,
+            locale=None,
+            metadata=self.metadata or {},
+        )
+
+
+# --- responses (documentation; the hot path serialises plain dicts) -----------------------
+
+
+class Accepted(BaseModel):
+    notification_id: uuid.UUID
+    status: NotificationStatus
+    request_id: str | None
+    notification_type: Channel
+    created_at: datetime
+    status_reason: str | None = Field(
+        default=None, description="Why a notification was skipped or scheduled."
+    )
+    scheduled_for: datetime | None = Field(
+        default=None, description="When a notification held by quiet hours will be sent."
+    )
+
+
+class HistoryEntry(BaseModel):
+    status: NotificationStatus
+    at: datetime
+    detail: str | None
+
+
+class StatusSummary(BaseModel):
+    notification_id: uuid.UUID
+    request_id: str | None
+    status: NotificationStatus
+    status_reason: str | None
+    notification_type: Channel
+    user_id: uuid.UUID
+    template_code: str
+    template_version: int | None
+    locale: str | None
+    priority: int
+    attempts: int
+    last_error: str | None
+    scheduled_for: datetime | None
+    created_at: datetime
+    updated_at: datetime
+    delivered_at: datetime | None
+
+
+class StatusDetail(StatusSummary):
+    history: list[HistoryEntry]
+
+
+class StatusCallback(BaseModel):
+    """The task's worker/provider callback. Unknown fields are ignored: providers add some."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    notification_id: uuid.UUID
+    status: Literal["delivered", "pending", "failed"]
+    timestamp: datetime | None = None
+    error: Annotated[str, StringConstraints(max_length=2000)] | None = None
+
+
+class CallbackResult(BaseModel):
+    notification_id: uuid.UUID
+    status: NotificationStatus
+    applied: bool

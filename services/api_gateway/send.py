@@ -1,0 +1,256 @@
+"""The send use case: from a validated command to a durable notification and a 202.
+
+Order (issue 5): the route has validated and rate-limited; here come idempotency, enrichment
+(contact, active template, a render check), the user's preferences, then one accept statement
+(status row + history + idempotency record + outbox row) and the inline publish. A failure
+before the accept releases the idempotency claim, so a retry runs afresh.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from prometheus_client import Counter
+
+from services.api_gateway.api_keys import ApiKey
+from services.api_gateway.clients import Contact, TemplateLookup, UserClient
+from services.api_gateway.idempotency import Claim, IdempotencyStore, Replay
+from services.api_gateway.outbox import Outbox, OutboxMessage
+from services.api_gateway.preferences import decide
+from services.api_gateway.schemas import SendCommand
+from services.api_gateway.settings import GatewaySettings
+from services.api_gateway.store import (
+    IdempotencyCompletion,
+    NewNotification,
+    NotificationStore,
+    OutboxEntry,
+)
+from shared.envelope import ok
+from shared.errors import ValidationFailed
+from shared.logging import get_correlation_id, new_correlation_id
+from shared.messaging.message import (
+    DeviceTarget,
+    NotificationMessage,
+    Recipient,
+    TemplateRef,
+)
+from shared.notification_status import NotificationStatus
+from shared.rendering import MissingVariables, RenderError, render
+from shared.template_client import TemplateVersion
+
+logger = logging.getLogger("api_gateway.send")
+
+ACCEPTED = Counter(
+    "notifications_gateway_accepted_total",
+    "Notifications accepted (202), by type and initial status.",
+    ["notification_type", "status"],
+)
+REPLAYS = Counter(
+    "notifications_gateway_idempotent_replays_total",
+    "Requests answered from an idempotency record instead of running again.",
+)
+
+_MESSAGES = {
+    NotificationStatus.QUEUED: "notification queued",
+    NotificationStatus.SCHEDULED: "notification scheduled until the user's quiet hours end",
+    NotificationStatus.SKIPPED: "notification skipped",
+}
+
+
+@dataclass(frozen=True)
+class SendResult:
+    status_code: int
+    body: dict[str, Any]
+    replayed: bool = False
+
+
+class SendService:
+    def __init__(
+        self,
+        settings: GatewaySettings,
+        *,
+        store: NotificationStore,
+        idempotency: IdempotencyStore,
+        users: UserClient,
+        templates: TemplateLookup,
+        outbox: Outbox,
+    ) -> None:
+        self.settings = settings
+        self.store = store
+        self.idempotency = idempotency
+        self.users = users
+        self.templates = templates
+        self.outbox = outbox
+
+    async def send(
+        self,
+        api_key: ApiKey,
+        command: SendCommand,
+        *,
+        idempotency_key: str | None,
+        fingerprint: str,
+    ) -> SendResult:
+        key = idempotency_key or command.request_id
+        claim: Claim | None = None
+        if key is not None:
+            outcome = await self.idempotency.claim(api_key.id, key, fingerprint)
+            if isinstance(outcome, Replay):
+                REPLAYS.inc()
+                return SendResult(outcome.status_code, outcome.body, replayed=True)
+            claim = outcome
+        try:
+            return await self._accept(api_key, command, claim)
+        except BaseException:
+            if claim is not None:
+                await self._release(claim)
+            raise
+
+    async def _release(self, claim: Claim) -> None:
+        try:
+            await self.idempotency.release(claim)
+        except Exception as exc:  # the claim then expires after the pending timeout
+            logger.warning("could not release idempotency claim: %s", type(exc).__name__)
+
+    async def _accept(
+        self, api_key: ApiKey, command: SendCommand, claim: Claim | None
+    ) -> SendResult:
+        contact = await self.users.contact(command.user_id)
+        channel = command.notification_type
+        template = await self.templates.active(
+            command.template_code, channel.value, command.locale or contact.locale
+        )
+        check_variables(template, command.variables)
+
+        now = datetime.now(UTC)
+        decision = decide(contact, channel, now)
+        notification_id = uuid.uuid4()
+        correlation_id = get_correlation_id() or new_correlation_id()
+
+        outbox_entry: OutboxEntry | None = None
+        message: NotificationMessage | None = None
+        if decision.status is not NotificationStatus.SKIPPED:
+            message = build_message(
+                notification_id, command, contact, template, correlation_id, now
+            )
+            queued = decision.status is NotificationStatus.QUEUED
+            outbox_entry = OutboxEntry(
+                routing_key=channel.value,
+                payload=message.to_bytes(),
+                correlation_id=correlation_id,
+                kind="publish" if queued else "release",
+                available_at=(
+                    now + timedelta(seconds=self.settings.outbox_inline_grace_seconds)
+                    if queued
+                    else decision.release_at or now
+                ),
+            )
+
+        data = {
+            "notification_id": str(notification_id),
+            "status": decision.status.value,
+            "request_id": command.request_id,
+            "notification_type": channel.value,
+            "created_at": now.isoformat(),
+            "status_reason": decision.reason,
+            "scheduled_for": decision.release_at.isoformat() if decision.release_at else None,
+        }
+        body = ok(data, message=_MESSAGES[decision.status])
+        completion = (
+            IdempotencyCompletion(key=claim.key, token=claim.token, status_code=202, response=body)
+            if claim is not None
+            else None
+        )
+        outbox_id = await self.store.accept(
+            NewNotification(
+                id=notification_id,
+                api_key_id=api_key.id,
+                request_id=command.request_id,
+                notification_type=channel.value,
+                user_id=command.user_id,
+                template_code=command.template_code,
+                template_version=template.version,
+                locale=template.locale,
+                priority=command.priority,
+                status=decision.status.value,
+                status_reason=decision.reason,
+                metadata=command.metadata,
+                scheduled_for=decision.release_at,
+                created_at=now,
+                detail=decision.reason or "accepted",
+            ),
+            outbox_entry,
+            completion,
+        )
+        ACCEPTED.labels(channel.value, decision.status.value).inc()
+
+        if outbox_id is not None and outbox_entry is not None and outbox_entry.kind == "publish":
+            await self.outbox.publish_inline(
+                outbox_id,
+                OutboxMessage(
+                    routing_key=outbox_entry.routing_key,
+                    body=outbox_entry.payload,
+                    message_id=str(notification_id),
+                    correlation_id=correlation_id,
+                    priority=command.priority,
+                ),
+            )
+        return SendResult(202, body)
+
+
+def check_variables(template: TemplateVersion, variables: dict[str, Any]) -> None:
+    """Render once with the shared renderer, so a 202 never hides a template that fails."""
+    try:
+        render(template.fields(), variables)
+    except MissingVariables as exc:
+        raise ValidationFailed(
+            exc.message,
+            code="missing_variables",
+            details=[
+                {"field": f"variables.{name}", "message": "required by the template"}
+                for name in exc.names
+            ],
+        ) from exc
+    except RenderError as exc:
+        raise ValidationFailed(exc.message, code=exc.code) from exc
+
+
+def build_message(
+    notification_id: uuid.UUID,
+    command: SendCommand,
+    contact: Contact,
+    template: TemplateVersion,
+    correlation_id: str,
+    now: datetime,
+) -> NotificationMessage:
+    """The message workers get: the pinned template version and only the channel's address."""
+    if command.notification_type.value == "email":
+        recipient = Recipient(name=contact.name, email=contact.email)
+    else:
+        recipient = Recipient(
+            name=contact.name,
+            devices=[
+                DeviceTarget(token=d.token, platform=_platform(d.platform)) for d in contact.devices
+            ],
+        )
+    return NotificationMessage(
+        notification_id=notification_id,
+        notification_type=command.notification_type,
+        user_id=command.user_id,
+        recipient=recipient,
+        template=TemplateRef(code=template.code, version=template.version, locale=template.locale),
+        variables=command.variables,
+        priority=command.priority,
+        request_id=command.request_id,
+        correlation_id=correlation_id,
+        attempt=1,
+        created_at=now,
+        metadata=command.metadata,
+    )
+
+
+def _platform(value: str) -> Any:
+    return value if value in ("android", "ios", "web") else "android"

@@ -1,0 +1,78 @@
+"""The gateway's own tables, beside the status tables of `shared.notification_status`.
+
+They share its `MetaData` (schema `api_gateway`) so one Alembic history covers the owner.
+The hot path talks to them with raw SQL over asyncpg (see `store.py`); these definitions are
+the reference the migrations are checked against.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    DateTime,
+    Index,
+    Integer,
+    LargeBinary,
+    String,
+    Table,
+    Text,
+    func,
+)
+from sqlalchemy.dialects.postgresql import JSONB, UUID
+
+from shared.notification_status import metadata, notification_statuses
+
+api_keys = Table(
+    "api_keys",
+    metadata,
+    Column("id", UUID(as_uuid=True), primary_key=True),
+    Column("name", String(100), nullable=False),
+    # sha256 of the key: the key itself is shown once at creation and never stored.
+    Column("key_hash", String(64), nullable=False, unique=True),
+    Column("key_prefix", String(16), nullable=False),
+    Column("rate_limit_per_minute", Integer, nullable=True),
+    Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Column("revoked_at", DateTime(timezone=True), nullable=True),
+)
+
+idempotency_records = Table(
+    "idempotency_records",
+    metadata,
+    Column("api_key_id", UUID(as_uuid=True), primary_key=True),
+    Column("key", String(255), primary_key=True),
+    Column("fingerprint", String(64), nullable=False),
+    Column("state", String(16), nullable=False),
+    Column("claim_token", UUID(as_uuid=True), nullable=False),
+    Column("status_code", Integer, nullable=True),
+    Column("response", JSONB, nullable=True),
+    Column("notification_id", UUID(as_uuid=True), nullable=True),
+    Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Column("expires_at", DateTime(timezone=True), nullable=False),
+    Index("ix_idempotency_records_expires_at", "expires_at"),
+)
+
+# Each API key lists its own notifications, newest first.
+Index(
+    "ix_notification_statuses_api_key_created",
+    notification_statuses.c.api_key_id,
+    notification_statuses.c.created_at,
+)
+
+outbox = Table(
+    "outbox",
+    metadata,
+    Column("id", BigInteger, primary_key=True, autoincrement=True),
+    Column("notification_id", UUID(as_uuid=True), nullable=False),
+    Column("routing_key", String(16), nullable=False),
+    Column("payload", LargeBinary, nullable=False),
+    Column("priority", Integer, nullable=False, server_default="5"),
+    Column("correlation_id", String(128), nullable=True),
+    # `publish`: a fresh notification; `release`: a scheduled one to move to `queued` first.
+    Column("kind", String(16), nullable=False, server_default="publish"),
+    Column("available_at", DateTime(timezone=True), nullable=False),
+    Column("attempts", Integer, nullable=False, server_default="0"),
+    Column("last_error", Text, nullable=True),
+    Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Index("ix_outbox_available_at", "available_at"),
+)
