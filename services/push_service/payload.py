@@ -1,0 +1,106 @@
+"""Build the FCM v1 message for one device from rendered push content.
+
+The common `notification` block carries title, body and image for every platform; the
+platform block adds what only that platform understands (Android priority and channel, the
+APNs `aps` alert and `mutable-content` so an image can be attached, Web Push's click link and
+urgency). `data` values must be strings in FCM, so anything else is JSON-encoded.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from shared.rendering import nest_data
+
+HIGH_PRIORITY_FROM = 7
+"""Message priority (0-9) from which a push is sent as high priority / urgent."""
+
+
+@dataclass(frozen=True)
+class PushContent:
+    title: str
+    body: str
+    image: str | None = None
+    link: str | None = None
+    data: Mapping[str, str] = field(default_factory=dict)
+
+
+def content_from_rendered(
+    rendered: Mapping[str, str | None], variables: Mapping[str, Any]
+) -> PushContent:
+    """Rendered push fields (+ the message's `link` variable) as push content.
+
+    The template's data map arrives as `data.<key>` fields (`shared.rendering.nest_data`
+    folds them back); the link lands in `data["link"]` too, so an app that only reads data
+    still finds it.
+    """
+    nested = nest_data(rendered)
+    data = {k: v for k, v in (nested.get("data") or {}).items() if v is not None}
+    link = variables.get("link")
+    link = str(link) if link else None
+    if link and "link" not in data:
+        data["link"] = link
+    return PushContent(
+        title=nested.get("title") or "",
+        body=nested.get("body") or "",
+        image=nested.get("image_url") or None,
+        link=link,
+        data=data,
+    )
+
+
+def build_message(
+    content: PushContent,
+    *,
+    platform: str,
+    priority: int,
+    notification_id: str,
+) -> dict[str, Any]:
+    """The FCM v1 `message` object without its `token` (the client adds it per device)."""
+    high = priority >= HIGH_PRIORITY_FROM
+    notification: dict[str, str] = {"title": content.title, "body": content.body}
+    if content.image:
+        notification["image"] = content.image
+    data = {k: _as_string(v) for k, v in content.data.items()}
+    data.setdefault("notification_id", notification_id)
+    message: dict[str, Any] = {"notification": notification, "data": data}
+    if platform == "android":
+        message["android"] = {
+            "priority": "HIGH" if high else "NORMAL",
+            "notification": {
+                "channel_id": "default",
+                **({"image": content.image} if content.image else {}),
+            },
+        }
+    elif platform == "ios":
+        aps: dict[str, Any] = {
+            "alert": {"title": content.title, "body": content.body},
+            "sound": "default",
+        }
+        if content.image:
+            aps["mutable-content"] = 1
+        apns: dict[str, Any] = {
+            "headers": {"apns-priority": "10" if high else "5"},
+            "payload": {"aps": aps},
+        }
+        if content.image:
+            apns["fcm_options"] = {"image": content.image}
+        message["apns"] = apns
+    elif platform == "web":
+        webpush: dict[str, Any] = {
+            "headers": {"Urgency": "high" if high else "normal"},
+            "notification": {"title": content.title, "body": content.body}
+            | ({"image": content.image} if content.image else {}),
+        }
+        # FCM accepts only HTTPS click links for Web Push.
+        if content.link and content.link.startswith("https://"):
+            webpush["fcm_options"] = {"link": content.link}
+        message["webpush"] = webpush
+    return message
+
+
+def _as_string(value: object) -> str:
+    return value if isinstance(value, str) else json.dumps(value, separators=(",", ":"))

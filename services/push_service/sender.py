@@ -1,0 +1,164 @@
+"""The push channel's `Sender`: render the pinned version, fan out to devices, decide.
+
+One `messages:send` per device token, concurrently (bounded by the FCM client). Each round
+is recorded per device, so a retry sends only to devices that have not accepted yet (nor
+refused for good). Dead tokens (UNREGISTERED, or INVALID_ARGUMENT blamed on the token) are
+removed through the user service.
+
+The outcome: transient failures on some devices -> `TransientFailure` (with FCM's
+Retry-After) while attempts remain, so those devices get another try; otherwise `delivered`
+when at least one device accepted, `PermanentFailure` when none can.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Sequence
+from typing import Protocol
+
+from services.push_service.device_results import DeviceResults, DeviceStatus, status_of
+from services.push_service.devices import DeviceRegistry
+from services.push_service.fcm import FcmAuthError, FcmClient, SendResult, fingerprint
+from services.push_service.payload import PushContent, build_message, content_from_rendered
+from shared.messaging.consumer import DeliveryResult, PermanentFailure, TransientFailure
+from shared.messaging.message import DeviceTarget, NotificationMessage
+from shared.rendering import RenderError, TemplateFields, render
+from shared.template_client import TemplateNotFound, TemplateServiceUnavailable
+
+logger = logging.getLogger("services.push_service.sender")
+
+
+class TemplateVersionLike(Protocol):
+    def fields(self) -> TemplateFields: ...
+
+
+class TemplateSource(Protocol):
+    """What the sender needs of `shared.template_client.TemplateClient` (tests pass a fake)."""
+
+    async def get_version(
+        self, code: str, channel: str, locale: str, version: int
+    ) -> TemplateVersionLike: ...
+
+
+class PushSender:
+    def __init__(
+        self,
+        *,
+        fcm: FcmClient,
+        templates: TemplateSource,
+        results: DeviceResults,
+        registry: DeviceRegistry,
+        max_attempts: int,
+    ) -> None:
+        self.fcm = fcm
+        self.templates = templates
+        self.results = results
+        self.registry = registry
+        self.max_attempts = max_attempts
+
+    async def aclose(self) -> None:
+        """Called by the worker runtime after the last message in hand is finished."""
+        await self.fcm.aclose()
+        await self.registry.aclose()
+        close = getattr(self.templates, "aclose", None)
+        if close is not None:
+            await close()
+
+    async def deliver(self, message: NotificationMessage) -> DeliveryResult:
+        devices = list({d.token: d for d in message.recipient.devices}.values())
+        if not devices:
+            raise PermanentFailure("no_devices: the recipient has no push device")
+        previous = await self.results.load(message.notification_id)
+        todo = [d for d in devices if d.token not in previous or not previous[d.token].settled]
+        accepted = [
+            record.provider_message_id or ""
+            for token, record in previous.items()
+            if record.status is DeviceStatus.ACCEPTED and token in {d.token for d in devices}
+        ]
+        results: list[SendResult] = []
+        if todo:
+            content = await self._content(message)
+            try:
+                await self.fcm.tokens.token()  # fail before the fan-out, not inside it
+            except FcmAuthError as exc:
+                raise TransientFailure(f"fcm_auth: {exc}") from exc
+            results = await self._send_all(message, todo, content)
+            await self.results.record(message.notification_id, results)
+            dead = [r.token for r in results if r.dead_token]
+            if dead:
+                await self.registry.remove_many(dead)
+        accepted += [r.name or "" for r in results if r.outcome == "accepted"]
+        return self._decide(message, len(devices), results, accepted)
+
+    async def _content(self, message: NotificationMessage) -> PushContent:
+        ref = message.template
+        try:
+            version = await self.templates.get_version(ref.code, "push", ref.locale, ref.version)
+            rendered = render(version.fields(), message.variables)
+        except TemplateNotFound as exc:
+            raise PermanentFailure(
+                f"template_not_found: {ref.code} v{ref.version} ({ref.locale})"
+            ) from exc
+        except TemplateServiceUnavailable as exc:
+            raise TransientFailure(f"template_service_unavailable: {exc}") from exc
+        except RenderError as exc:
+            raise PermanentFailure(f"{exc.code}: {exc.message}") from exc
+        return content_from_rendered(rendered, message.variables)
+
+    async def _send_all(
+        self, message: NotificationMessage, devices: Sequence[DeviceTarget], content: PushContent
+    ) -> list[SendResult]:
+        sends = [
+            self.fcm.send(
+                device.token,
+                build_message(
+                    content,
+                    platform=device.platform,
+                    priority=message.priority,
+                    notification_id=str(message.notification_id),
+                ),
+            )
+            for device in devices
+        ]
+        results = list(await asyncio.gather(*sends))
+        for result in results:
+            if result.outcome != "accepted":
+                logger.warning(
+                    "device %s: %s (%s)", fingerprint(result.token), result.outcome, result.error
+                )
+        return results
+
+    def _decide(
+        self,
+        message: NotificationMessage,
+        total: int,
+        results: Sequence[SendResult],
+        accepted: Sequence[str],
+    ) -> DeliveryResult:
+        pending = [r for r in results if status_of(r) is DeviceStatus.PENDING]
+        summary = _summary(results) or "refused on an earlier attempt"
+        if pending and message.attempt < self.max_attempts:
+            waits = [r.retry_after_seconds for r in pending if r.retry_after_seconds is not None]
+            raise TransientFailure(
+                f"{len(pending)} of {total} devices failed transiently ({summary})",
+                retry_after_seconds=max(waits) if waits else None,
+            )
+        if accepted:
+            detail = f"accepted by {len(accepted)} of {total} devices"
+            if len(accepted) < total:
+                detail += f"; the others: {summary}"
+            return DeliveryResult(provider_message_id=accepted[0] or None, detail=detail)
+        if pending:  # the last attempt: the consumer turns this into `attempts_exhausted`
+            raise TransientFailure(f"no device accepted ({summary})")
+        raise PermanentFailure(f"no device accepted: {summary}")
+
+
+def _summary(results: Sequence[SendResult]) -> str:
+    """`UNREGISTERED x2, UNAVAILABLE x1`: why devices did not accept, without their tokens."""
+    counts: dict[str, int] = {}
+    for result in results:
+        if result.outcome != "accepted":
+            key = result.error or result.outcome
+            counts[key] = counts.get(key, 0) + 1
+    return ", ".join(f"{code} x{n}" for code, n in sorted(counts.items()))
