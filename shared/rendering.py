@@ -72,6 +72,7 @@ class TemplateSyntaxInvalid(RenderError):
         super().__init__(f"{field}: line {line}: {message}")
         self.field = field
         self.line = line
+        self.reason = message
 
 
 class RenderBudgetExceeded(RenderError):

@@ -31,6 +31,6 @@ def render_error(exc: RenderError) -> AppError:
             exc.message,
             code=exc.code,
             status_code=422,
-            details=[{"field": exc.field, "message": f"line {exc.line}: {exc.message}"}],
+            details=[{"field": exc.field, "message": f"line {exc.line}: {exc.reason}"}],
         )
     return AppError(exc.message, code=exc.code, status_code=422)

@@ -1,0 +1,75 @@
+"""Fixtures for the template service: the app in-process, tokens, and unique codes."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+from typing import Any
+
+import httpx
+import pytest
+
+from services.template_service.app import create_app
+from shared.auth import issue_access_token
+from shared.settings import Settings
+
+
+@pytest.fixture(scope="session")
+async def ts_client(base_settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
+    app = create_app(base_settings)
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+        async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+            yield client
+
+
+def _bearer(settings: Settings, role: Any) -> dict[str, str]:
+    token, _ = issue_access_token(settings, uuid.uuid4(), role)
+    return {"Authorization": f"Bearer {token}"}
+
+
+@pytest.fixture(scope="session")
+def admin(base_settings: Settings) -> dict[str, str]:
+    return _bearer(base_settings, "admin")
+
+
+@pytest.fixture(scope="session")
+def user(base_settings: Settings) -> dict[str, str]:
+    return _bearer(base_settings, "user")
+
+
+@pytest.fixture(scope="session")
+def internal(base_settings: Settings) -> dict[str, str]:
+    return {"X-Internal-API-Key": base_settings.internal_api_key.get_secret_value()}
+
+
+@pytest.fixture
+def code() -> str:
+    """A code no other test uses (all tests share one database)."""
+    return f"t-{uuid.uuid4().hex[:12]}"
+
+
+def email_body(code: str, **overrides: Any) -> dict[str, Any]:
+    body = {
+        "code": code,
+        "channel": "email",
+        "name": "Welcome",
+        "subject": "Welcome, {{ name }}!",
+        "text_body": "Hi {{ name }}, start here: {{ link }}",
+        "html_body": '<p>Hi {{ name }}, <a href="{{ link }}">start</a></p>',
+    }
+    body.update(overrides)
+    return body
+
+
+def push_body(code: str, **overrides: Any) -> dict[str, Any]:
+    body = {
+        "code": code,
+        "channel": "push",
+        "name": "Welcome",
+        "title": "Welcome, {{ name }}!",
+        "body": "Hi {{ name }}",
+        "data": {"link": "{{ link }}"},
+    }
+    body.update(overrides)
+    return body
