@@ -25,7 +25,7 @@ PUSH_ONLY = ("title", "body", "data", "image_url")
 
 def normalize_locale(value: str) -> str:
     """`pt_br` / `PT-br` -> `pt-BR`; `zh-hant-tw` -> `zh-Hant-TW` (BCP 47 casing)."""
-    if not _LOCALE.match(value) or len(value) > 35:
+    if not _LOCALE.fullmatch(value) or len(value) > 35:
         raise ValueError("must be a locale such as en, pt or pt-BR")
     parts = re.split(r"[-_]", value)
     out = [parts[0].lower()]
