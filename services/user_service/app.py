@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from functools import partial
+from typing import Any
 
 from fastapi import FastAPI
 
@@ -52,4 +53,37 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(health_router(SERVICE, checks, paths=("/api/v1/health",)))
     app.include_router(public.router)
     app.include_router(internal.router)
+    _document_security(app)
     return app
+
+
+# Routes anyone may call; every other `/api/v1` route needs a bearer token.
+_OPEN_ROUTES = {
+    ("post", "/api/v1/users"),
+    ("post", "/api/v1/auth/login"),
+    ("get", "/api/v1/health"),
+}
+
+
+def _document_security(app: FastAPI) -> None:
+    """Declare the bearer token and the internal key in the OpenAPI document, so Swagger UI
+    offers "Authorize" and sends them. (`shared.auth` reads the headers itself and keeps them
+    out of each route's parameters.)"""
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is not None:
+            return app.openapi_schema
+        schema = FastAPI.openapi(app)
+        schema.setdefault("components", {})["securitySchemes"] = {
+            "bearerAuth": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"},
+            "internalApiKey": {"type": "apiKey", "in": "header", "name": "X-Internal-API-Key"},
+        }
+        for path, operations in schema.get("paths", {}).items():
+            for method, operation in operations.items():
+                if path.startswith("/internal/"):
+                    operation["security"] = [{"internalApiKey": []}]
+                elif path.startswith("/api/v1/") and (method, path) not in _OPEN_ROUTES:
+                    operation["security"] = [{"bearerAuth": []}]
+        return schema
+
+    app.openapi = openapi  # type: ignore[method-assign]

@@ -72,11 +72,11 @@ class ContactCache:
             return await load()
         if cached is not None:
             CONTACT_CACHE.labels("hit").inc()
-            return bytes(cached)
+            return cached if isinstance(cached, bytes) else cached.encode()
         CONTACT_CACHE.labels("miss").inc()
         value = await load()
         if value is not None:
-            seen = generation.decode() if generation is not None else "0"
+            seen = generation.decode() if isinstance(generation, bytes) else str(generation or 0)
             try:
                 await self._set_if_same(
                     keys=[key, generation_key], args=[seen, value, self.ttl_seconds]

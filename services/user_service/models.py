@@ -16,19 +16,25 @@ from sqlalchemy import (
     DateTime,
     ForeignKey,
     Index,
+    MetaData,
     String,
     Text,
     Time,
     func,
 )
 from sqlalchemy.dialects.postgresql import UUID
-from sqlalchemy.orm import Mapped, mapped_column
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-from shared.db import declarative_base_for
+from shared.db import NAMING_CONVENTION
 
 SCHEMA = "user_service"
 
-Base = declarative_base_for(SCHEMA)
+
+class Base(DeclarativeBase):
+    # Spelled out rather than `declarative_base_for(SCHEMA)` so type checkers see the class.
+    metadata = MetaData(schema=SCHEMA, naming_convention=NAMING_CONVENTION)
+
+
 metadata = Base.metadata
 
 

@@ -106,12 +106,17 @@ async def put_preferences(
 ) -> Preferences:
     start, end = quiet_hours if quiet_hours else (None, None)
     values = {"email": email, "push": push, "quiet_hours_start": start, "quiet_hours_end": end}
-    statement = insert(Preferences).values(user_id=user_id, **values)
-    statement = statement.on_conflict_do_update(
-        index_elements=[Preferences.user_id], set_={**values, "updated_at": func.now()}
-    ).returning(Preferences)
+    statement = (
+        insert(Preferences)
+        .values(user_id=user_id, **values)
+        .on_conflict_do_update(
+            index_elements=[Preferences.user_id], set_={**values, "updated_at": func.now()}
+        )
+        .returning(Preferences)
+    )
     result = await session.execute(statement, execution_options={"populate_existing": True})
-    return result.scalar_one()
+    preferences: Preferences = result.scalar_one()
+    return preferences
 
 
 async def get_device_by_token(session: AsyncSession, token: str) -> Device | None:
@@ -139,7 +144,7 @@ async def upsert_device(
             await session.refresh(existing)
         return existing, False, previous
     # A concurrent registration of the same token may win between the select and here.
-    statement = (
+    statement: Any = (
         insert(Device)
         .values(id=uuid.uuid4(), user_id=user_id, token=token, platform=platform)
         .on_conflict_do_update(

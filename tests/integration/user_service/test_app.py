@@ -26,6 +26,9 @@ async def test_swagger_ui_and_openapi_are_served(client: httpx.AsyncClient) -> N
     spec = (await client.get("/api/openapi.json")).json()
     assert "/internal/v1/users/{user_id}/contact" in spec["paths"]
     assert "/api/v1/users/{user_id}/preferences" in spec["paths"]
+    assert set(spec["components"]["securitySchemes"]) == {"bearerAuth", "internalApiKey"}
+    assert spec["paths"]["/api/v1/users/me"]["get"]["security"] == [{"bearerAuth": []}]
+    assert "security" not in spec["paths"]["/api/v1/auth/login"]["post"]
 
 
 async def test_metrics_count_contact_cache_outcomes(client: httpx.AsyncClient) -> None:
