@@ -98,7 +98,9 @@ class Dependency:
             async for attempt in AsyncRetrying(
                 stop=stop_after_attempt(1 + self.retries),
                 wait=wait_exponential_jitter(
-                    initial=self.backoff_seconds, max=self.backoff_seconds * 8
+                    multiplier=self.backoff_seconds,
+                    jitter=self.backoff_seconds,
+                    max=self.backoff_seconds * 8,
                 ),
                 retry=retry_if_exception_type(TransientError),
                 reraise=True,

@@ -159,10 +159,13 @@ class Outbox:
         ]
 
     async def stop(self) -> None:
+        """Stop the loops, then delete what was confirmed: a flush is never cut in half, so
+        no confirmed row is left behind to be published twice."""
         self._stopping = True
         self._wake.set()
         for task in self._tasks:
-            task.cancel()
+            if task.get_name() != "outbox-flush":
+                task.cancel()
         for task in self._tasks:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
@@ -186,7 +189,7 @@ class Outbox:
             self._published = ids + self._published
 
     async def _flush_loop(self) -> None:
-        while True:
+        while not self._stopping:
             await asyncio.sleep(0.05)
             await self.flush()
 
