@@ -1,0 +1,255 @@
+"""Property-based contract tests: schemathesis drives the gateway, user and template apps
+in-process (ASGI, real PostgreSQL/Redis/RabbitMQ through `base_settings`) from the OpenAPI each
+app serves, and every response must be a non-5xx that its operation documents (status code,
+content type and body schema).
+
+A service whose app does not exist yet is skipped. Examples per operation are bounded
+(`MAX_EXAMPLES`) so the whole module stays well under a minute.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+import schemathesis
+import uvicorn
+from fastapi import FastAPI
+from hypothesis import HealthCheck, Phase, given, settings
+from schemathesis.checks import not_a_server_error
+from schemathesis.core.failures import FailureGroup
+from schemathesis.openapi.checks import UndefinedStatusCode
+from schemathesis.python import asgi
+from schemathesis.specs.openapi.checks import (
+    content_type_conformance,
+    response_schema_conformance,
+    status_code_conformance,
+)
+
+from shared.auth import issue_access_token
+from shared.devtools.stack import free_port
+from shared.settings import Settings
+
+MAX_EXAMPLES = 6
+CHECKS = [
+    not_a_server_error,
+    status_code_conformance,
+    content_type_conformance,
+    response_schema_conformance,
+]
+HYPOTHESIS = settings(
+    max_examples=MAX_EXAMPLES,
+    deadline=None,
+    derandomize=True,
+    # No shrinking: a failing case is reported as found, which keeps a red run as fast as a green.
+    phases=[Phase.explicit, Phase.generate],
+    suppress_health_check=list(HealthCheck),
+)
+
+
+def _app_or_skip(service: str, base_settings: Settings) -> FastAPI:
+    try:
+        module = importlib.import_module(f"services.{service}.app")
+    except ModuleNotFoundError as exc:
+        if exc.name and exc.name.startswith(f"services.{service}"):
+            pytest.skip(f"services.{service}.app does not exist yet")
+        raise
+    app: FastAPI = module.create_app(base_settings)
+    return app
+
+
+def _seed(service: str, base_settings: Settings) -> dict[str, Any]:
+    """The service's demo data (idempotent), so authenticated operations reach real rows."""
+    try:
+        module = importlib.import_module(f"services.{service}.seed")
+    except ModuleNotFoundError:
+        return {}
+    seeded: dict[str, Any] = asyncio.run(module.seed_demo(base_settings)) or {}
+    return seeded
+
+
+def _admin_headers(base_settings: Settings, seeded: dict[str, Any]) -> dict[str, str]:
+    admin = uuid.UUID(seeded["admin_id"]) if "admin_id" in seeded else uuid.uuid4()
+    token, _ = issue_access_token(base_settings, admin, "admin")
+    return {
+        "Authorization": f"Bearer {token}",
+        "X-Internal-API-Key": base_settings.internal_api_key.get_secret_value(),
+    }
+
+
+def _schema(app: FastAPI) -> Any:
+    assert app.openapi_url, "the app serves no OpenAPI document"
+    return schemathesis.openapi.from_asgi(app.openapi_url, app)
+
+
+def _summary(exc: BaseException) -> str:
+    """The failure titles and the status/body that caused them, without the curl noise."""
+    if isinstance(exc, FailureGroup):
+        return "; ".join(f"{f.title}: {f.message}".replace("\n", " ")[:300] for f in exc.exceptions)
+    return f"{type(exc).__name__}: {exc}"[:300]
+
+
+def _undocumented_only(exc: BaseException) -> bool:
+    return isinstance(exc, FailureGroup) and all(
+        isinstance(f, UndefinedStatusCode) for f in exc.exceptions
+    )
+
+
+def _run(schema: Any, headers: dict[str, str]) -> None:
+    """Every operation, `MAX_EXAMPLES` generated cases each; report all failing operations.
+
+    A 5xx, a wrong content type or a body that breaks its schema fails the test. An operation
+    whose only fault is answering an error code it does not document (yet) makes the test
+    xfail with the list, so the gap stays visible without hiding a real failure.
+
+    (A loop over operations rather than `schemathesis.pytest.from_fixture`, whose lazy
+    parametrisation relies on a pytest internal that pytest 9 removed.)
+    """
+    failures: list[str] = []
+    undocumented: list[str] = []
+    operations = 0
+    for result in schema.get_all_operations():
+        operation = result.ok()
+        operations += 1
+
+        @given(case=operation.as_strategy())
+        @HYPOTHESIS
+        def check(case: Any) -> None:
+            case.call_and_validate(headers=headers, checks=CHECKS)
+
+        try:
+            check()
+        except (Exception, FailureGroup) as exc:  # every operation's failures, not the first
+            line = f"{operation.method.upper()} {operation.path}: {_summary(exc)}"
+            (undocumented if _undocumented_only(exc) else failures).append(line)
+    assert operations, "the schema has no operations"
+    assert not failures, "\n".join(failures + undocumented)
+    if undocumented:
+        pytest.xfail("undocumented error status codes:\n" + "\n".join(undocumented))
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _stop_lifespans() -> Iterator[None]:
+    """Schemathesis starts each app's lifespan once; close them before the database goes."""
+    yield
+    asgi.shutdown_lifespans()
+
+
+# --- user service -----------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def user_app(base_settings: Settings) -> FastAPI:
+    return _app_or_skip("user_service", base_settings)
+
+
+@pytest.fixture(scope="module")
+def user_schema(user_app: FastAPI) -> Any:
+    return _schema(user_app)
+
+
+@pytest.fixture(scope="module")
+def user_headers(user_app: FastAPI, base_settings: Settings) -> dict[str, str]:
+    return _admin_headers(base_settings, _seed("user_service", base_settings))
+
+
+def test_user_service_honours_its_contract(user_schema: Any, user_headers: dict[str, str]) -> None:
+    _run(user_schema, user_headers)
+
+
+# --- template service -------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def template_app(base_settings: Settings) -> FastAPI:
+    return _app_or_skip("template_service", base_settings)
+
+
+@pytest.fixture(scope="module")
+def template_schema(template_app: FastAPI) -> Any:
+    return _schema(template_app)
+
+
+@pytest.fixture(scope="module")
+def template_headers(template_app: FastAPI, base_settings: Settings) -> dict[str, str]:
+    seeded = {**_seed("user_service", base_settings), **_seed("template_service", base_settings)}
+    return _admin_headers(base_settings, seeded)
+
+
+def test_template_service_honours_its_contract(
+    template_schema: Any, template_headers: dict[str, str]
+) -> None:
+    _run(template_schema, template_headers)
+
+
+# --- api gateway ------------------------------------------------------------------------------
+
+
+@dataclass
+class _Server:
+    """A real uvicorn server in a thread of this process, on a free port."""
+
+    server: uvicorn.Server
+    thread: threading.Thread
+    url: str
+
+
+def _serve(app: FastAPI) -> _Server:
+    port = free_port()
+    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_config=None, access_log=False)
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, name=f"uvicorn-{port}", daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not server.started:
+        assert thread.is_alive() and time.monotonic() < deadline, "upstream did not start"
+        time.sleep(0.02)
+    return _Server(server, thread, f"http://127.0.0.1:{port}")
+
+
+@pytest.fixture(scope="module")
+def gateway_upstreams(base_settings: Settings) -> Iterator[dict[str, str]]:
+    """The user and template services the gateway calls, served for real, with demo data."""
+    servers = {
+        "user_service_url": _serve(_app_or_skip("user_service", base_settings)),
+        "template_service_url": _serve(_app_or_skip("template_service", base_settings)),
+    }
+    _seed("user_service", base_settings)
+    _seed("template_service", base_settings)
+    try:
+        yield {name: server.url for name, server in servers.items()}
+    finally:
+        for server in servers.values():
+            server.server.should_exit = True
+        for server in servers.values():
+            server.thread.join(15)
+
+
+@pytest.fixture(scope="module")
+def gateway_app(base_settings: Settings, gateway_upstreams: dict[str, str]) -> FastAPI:
+    return _app_or_skip("api_gateway", base_settings.model_copy(update=gateway_upstreams))
+
+
+@pytest.fixture(scope="module")
+def gateway_schema(gateway_app: FastAPI) -> Any:
+    return _schema(gateway_app)
+
+
+@pytest.fixture(scope="module")
+def gateway_headers(gateway_app: FastAPI, base_settings: Settings) -> dict[str, str]:
+    _seed("api_gateway", base_settings)  # the demo API key
+    return {
+        "Authorization": f"Bearer {base_settings.demo_api_key.get_secret_value()}",
+        "X-Internal-API-Key": base_settings.internal_api_key.get_secret_value(),
+    }
+
+
+def test_gateway_honours_its_contract(gateway_schema: Any, gateway_headers: dict[str, str]) -> None:
+    _run(gateway_schema, gateway_headers)
