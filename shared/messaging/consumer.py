@@ -115,6 +115,9 @@ class Sender(Protocol):
 
 
 class ConsumerRuntime:
+    requeue_pause_seconds = 1.0
+    """After a failed handling, before the requeue: keeps an outage from becoming a hot loop."""
+
     def __init__(
         self,
         *,
@@ -166,8 +169,11 @@ class ConsumerRuntime:
 
         Messages delivered after the cancel are requeued untouched; handlers still running at
         the deadline are cancelled. Anything unacked when the channel closes goes back to the
-        queue, so a slow shutdown costs a redelivery, never a message.
+        queue, so a slow shutdown costs a redelivery, never a message. Calling it again is a
+        no-op.
         """
+        if self._stopping:
+            return
         self._stopping = True
         if self.queue is not None and self.consumer_tag is not None:
             try:
@@ -266,9 +272,8 @@ class ConsumerRuntime:
                 except Exception as dead_letter_exc:
                     logger.warning("dead-lettering failed: %s", type(dead_letter_exc).__name__)
         logger.error("message handling failed; requeueing", exc_info=exc)
-        # A short pause keeps a dead database from turning into a hot redelivery loop.
         if not self._stopping:
-            await asyncio.sleep(1.0)
+            await asyncio.sleep(self.requeue_pause_seconds)
         await _settle_quietly(incoming.nack(requeue=True))
         return "requeued"
 

@@ -19,15 +19,26 @@ import aio_pika
 import httpx
 import pytest
 from fastapi import FastAPI
+from prometheus_client import REGISTRY
 from sqlalchemy import insert, select
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
-from shared.messaging.consumer import DeliveryResult, PermanentFailure, TransientFailure
+from shared.messaging.consumer import (
+    ConsumerRuntime,
+    DeliveryResult,
+    PermanentFailure,
+    TransientFailure,
+    parse_retry_after,
+)
 from shared.messaging.message import Channel, NotificationMessage, Recipient, TemplateRef
 from shared.messaging.publisher import Publisher
 from shared.messaging.topology import FAILED_QUEUE, declare_topology
 from shared.messaging.worker import create_worker_app
-from shared.notification_status import notification_status_history, notification_statuses
+from shared.notification_status import (
+    StatusStore,
+    notification_status_history,
+    notification_statuses,
+)
 from shared.settings import Settings
 from tests.conftest import wait_for
 
@@ -161,3 +172,333 @@ async def test_a_message_is_delivered_and_marked(
         assert health.json()["data"]["checks"] == {"db": "up", "broker": "up", "consumer": "up"}
     assert [m.notification_id for m in sender.sent] == [message.notification_id]
     assert sender.closed
+
+
+def consumed(outcome: str) -> float:
+    value = REGISTRY.get_sample_value(
+        "notifications_messages_consumed_total", {"queue": "email.queue", "outcome": outcome}
+    )
+    return value or 0.0
+
+
+async def history(engine: AsyncEngine, notification_id: uuid.UUID) -> list[tuple[str, int, int]]:
+    table = notification_status_history
+    async with engine.connect() as conn:
+        rows = await conn.execute(
+            select(table.c.status, table.c.attempt, table.c.generation)
+            .where(table.c.notification_id == notification_id)
+            .order_by(table.c.id)
+        )
+        return [tuple(r) for r in rows]  # type: ignore[misc]
+
+
+async def dead_letters(settings: Settings) -> list[aio_pika.abc.AbstractIncomingMessage]:
+    """Everything in failed.queue, read and handed back (requeued) on a private connection."""
+    connection = await aio_pika.connect(settings.rabbitmq_url)
+    try:
+        channel = await connection.channel()
+        queue = await channel.declare_queue(FAILED_QUEUE, passive=True)
+        held = []
+        while (incoming := await queue.get(fail=False)) is not None:
+            held.append(incoming)
+        for incoming in held:
+            await incoming.nack(requeue=True)
+        return held
+    finally:
+        await connection.close()
+
+
+def dead_letter_of(settings: Settings, message_id: str) -> Callable[[], Any]:
+    async def check() -> Any:
+        found = [m for m in await dead_letters(settings) if m.message_id == message_id]
+        return found[0] if found else None
+
+    return check
+
+
+async def test_transient_failures_retry_with_backoff_visible_in_the_status(
+    base_settings: Settings, engine: AsyncEngine, publisher: Publisher, clean_queues: None
+) -> None:
+    sender = ScriptedSender()
+    async with running_worker(base_settings, sender):
+        message = await new_notification(engine)
+        sender.plan[message.notification_id] = [
+            TransientFailure("421 try later", retry_after_seconds=1.5),
+            TransientFailure("connection refused"),
+        ]
+        await publisher.publish_notification(message)
+        # Retry-After 1.5 s is a floor: the retry waits in the 1600 ms delay queue, long
+        # enough to see the status between attempts.
+        retrying = await wait_for(status_is(engine, message.notification_id, "retrying"))
+        assert retrying.attempts == 1 and retrying.last_error == "421 try later"
+        row = await wait_for(status_is(engine, message.notification_id, "delivered"))
+    assert row.attempts == 3 and row.last_error == "connection refused"
+    assert await history(engine, message.notification_id) == [
+        ("processing", 1, 0),
+        ("retrying", 1, 0),
+        ("processing", 2, 0),
+        ("retrying", 2, 0),
+        ("processing", 3, 0),
+        ("delivered", 3, 0),
+    ]
+    assert [m.attempt for m in sender.sent] == [3]
+
+
+async def test_exhausted_attempts_end_failed_in_the_dlq(
+    base_settings: Settings, engine: AsyncEngine, publisher: Publisher, clean_queues: None
+) -> None:
+    settings = base_settings.model_copy(update={"retry_max_attempts": 2})
+    sender = ScriptedSender()
+    async with running_worker(settings, sender):
+        message = await new_notification(engine)
+        sender.plan[message.notification_id] = [TransientFailure("timeout")] * 2
+        await publisher.publish_notification(message)
+        row = await wait_for(status_is(engine, message.notification_id, "failed"))
+    assert row.attempts == 2 and "after 2 attempts" in row.last_error
+    dead = await wait_for(dead_letter_of(base_settings, str(message.notification_id)))
+    assert dead.headers["x-failure-reason"] == "attempts_exhausted"
+    assert sender.sent == []
+
+
+async def test_a_permanent_failure_goes_to_the_dlq_with_headers_saying_why(
+    base_settings: Settings, engine: AsyncEngine, publisher: Publisher, clean_queues: None
+) -> None:
+    sender = ScriptedSender()
+    async with running_worker(base_settings, sender):
+        message = await new_notification(engine)
+        sender.plan[message.notification_id] = [PermanentFailure("550 no such user")]
+        await publisher.publish_notification(message)
+        row = await wait_for(status_is(engine, message.notification_id, "failed"))
+    assert row.attempts == 1 and row.last_error == "550 no such user"
+    dead = await wait_for(dead_letter_of(base_settings, str(message.notification_id)))
+    assert dead.headers["x-failure-reason"] == "permanent_failure"
+    assert dead.headers["x-failure-error"] == "550 no such user"
+    assert dead.headers["x-original-queue"] == "email.queue"
+    assert dead.headers["x-failed-by"] == "test_worker"
+    assert dead.headers["x-correlation-id"] == message.correlation_id
+
+
+@pytest.mark.parametrize("body", [b"not json at all", b'{"notification_type": "email"}'])
+async def test_a_poison_message_goes_to_the_dlq_at_once(
+    base_settings: Settings, publisher: Publisher, clean_queues: None, body: bytes
+) -> None:
+    marker = uuid.uuid4().hex
+    async with running_worker(base_settings, ScriptedSender()):
+        assert publisher.topology is not None
+        await publisher.publish(
+            publisher.topology.work_exchange, routing_key="email", body=body, message_id=marker
+        )
+        dead = await wait_for(dead_letter_of(base_settings, marker))
+    assert dead.headers["x-failure-reason"] == "poison"
+    assert dead.body == body
+
+
+async def test_a_message_of_another_channel_is_poison(
+    base_settings: Settings, engine: AsyncEngine, publisher: Publisher, clean_queues: None
+) -> None:
+    sender = ScriptedSender()
+    async with running_worker(base_settings, sender):
+        message = (await new_notification(engine)).model_copy(
+            update={"notification_type": Channel.PUSH}
+        )
+        assert publisher.topology is not None
+        await publisher.publish(
+            publisher.topology.work_exchange,
+            routing_key="email",
+            body=message.to_bytes(),
+            message_id=str(message.notification_id),
+        )
+        dead = await wait_for(dead_letter_of(base_settings, str(message.notification_id)))
+    assert dead.headers["x-failure-reason"] == "poison"
+    assert sender.sent == []
+
+
+async def test_a_redelivered_delivered_message_is_acked_without_sending(
+    base_settings: Settings, engine: AsyncEngine, publisher: Publisher, clean_queues: None
+) -> None:
+    sender = ScriptedSender()
+    async with running_worker(base_settings, sender):
+        message = await new_notification(engine)
+        await publisher.publish_notification(message)
+        await wait_for(status_is(engine, message.notification_id, "delivered"))
+        before = consumed("duplicate")
+        await publisher.publish_notification(message)  # what a redelivery looks like
+        await wait_for(lambda: _gt(consumed("duplicate"), before))
+    assert len(sender.sent) == 1
+
+
+async def _gt(value: float, than: float) -> bool:
+    return value > than
+
+
+async def test_dlq_admin_lists_without_losing_and_replay_delivers(
+    base_settings: Settings, engine: AsyncEngine, publisher: Publisher, clean_queues: None
+) -> None:
+    sender = ScriptedSender()
+    async with running_worker(base_settings, sender) as (_, client):
+        assert (await client.get("/admin/dlq")).status_code == 401
+        first, second = await new_notification(engine), await new_notification(engine)
+        for message in (first, second):
+            sender.plan[message.notification_id] = [PermanentFailure("550 mailbox full")]
+            await publisher.publish_notification(message)
+            await wait_for(status_is(engine, message.notification_id, "failed"))
+        await wait_for(dead_letter_of(base_settings, str(second.notification_id)))
+
+        # Listing twice shows the same messages in the same order: nothing lost or reordered.
+        listings = [(await client.get("/admin/dlq", headers=KEY)).json() for _ in range(2)]
+        ids = [[m["message_id"] for m in listing["data"]] for listing in listings]
+        assert ids[0] == ids[1] == [str(first.notification_id), str(second.notification_id)]
+        assert listings[0]["meta"]["total"] == 2
+        assert listings[0]["data"][0]["reason"] == "permanent_failure"
+        assert listings[0]["data"][0]["error"] == "550 mailbox full"
+
+        missing = await client.post("/admin/dlq/replay", json={"message_id": "nope"}, headers=KEY)
+        assert missing.status_code == 404 and missing.json()["error"] == "dead_letter_not_found"
+
+        replay = await client.post(
+            "/admin/dlq/replay", json={"message_id": str(first.notification_id)}, headers=KEY
+        )
+        assert replay.status_code == 200
+        assert replay.json()["data"] == {"replayed": [str(first.notification_id)], "skipped": []}
+        row = await wait_for(status_is(engine, first.notification_id, "delivered"))
+        assert row.attempts == 1
+
+        remaining = (await client.get("/admin/dlq", headers=KEY)).json()
+        assert [m["message_id"] for m in remaining["data"]] == [str(second.notification_id)]
+    assert ("queued", 0, 1) in await history(engine, first.notification_id)
+    assert ("delivered", 1, 1) in await history(engine, first.notification_id)
+    assert [m.notification_id for m in sender.sent] == [first.notification_id]
+
+
+async def test_replay_all_and_purge_touch_only_this_channel(
+    base_settings: Settings, engine: AsyncEngine, publisher: Publisher, clean_queues: None
+) -> None:
+    sender = ScriptedSender()
+    async with running_worker(base_settings, sender) as (_, client):
+        failed = await new_notification(engine)
+        sender.plan[failed.notification_id] = [PermanentFailure("554 rejected")]
+        await publisher.publish_notification(failed)
+        await wait_for(status_is(engine, failed.notification_id, "failed"))
+        await wait_for(dead_letter_of(base_settings, str(failed.notification_id)))
+        push_marker = uuid.uuid4().hex
+        await publisher.publish_to_queue(
+            FAILED_QUEUE,
+            b"{}",
+            message_id=push_marker,
+            headers={"x-original-routing-key": "push", "x-failure-reason": "poison"},
+        )
+
+        replay = (await client.post("/admin/dlq/replay", headers=KEY)).json()
+        assert replay["data"]["replayed"] == [str(failed.notification_id)]
+        await wait_for(status_is(engine, failed.notification_id, "delivered"))
+
+        poison = uuid.uuid4().hex
+        assert publisher.topology is not None
+        await publisher.publish(
+            publisher.topology.work_exchange, routing_key="email", body=b"x", message_id=poison
+        )
+        await wait_for(dead_letter_of(base_settings, poison))
+        replay = (await client.post("/admin/dlq/replay", json={}, headers=KEY)).json()
+        assert replay["data"] == {
+            "replayed": [],
+            "skipped": [{"message_id": poison, "reason": "unparseable"}],
+        }
+
+        purged = (await client.delete("/admin/dlq", headers=KEY)).json()
+        assert purged["data"] == {"purged": 1}
+    left = [m.message_id for m in await dead_letters(base_settings)]
+    assert left == [push_marker]
+
+
+async def test_shutdown_finishes_the_message_in_hand(
+    base_settings: Settings, engine: AsyncEngine, publisher: Publisher, clean_queues: None
+) -> None:
+    sender = ScriptedSender(gate=asyncio.Event())
+    message = await new_notification(engine)
+    async with running_worker(base_settings, sender) as (app, client):
+        await publisher.publish_notification(message)
+        await wait_for(status_is(engine, message.notification_id, "processing"))
+        runtime = app.state.runtime
+        stopping = asyncio.create_task(runtime.stop())
+        await wait_for(lambda: _health_code(client, 503))
+        assert sender.gate is not None
+        sender.gate.set()
+        await stopping
+    assert (await status_row(engine, message.notification_id)).status == "delivered"
+    assert len(sender.sent) == 1
+
+
+async def _health_code(client: httpx.AsyncClient, code: int) -> bool:
+    return (await client.get("/health")).status_code == code
+
+
+async def test_a_message_still_in_hand_at_the_deadline_is_redelivered_and_sent_once(
+    base_settings: Settings, engine: AsyncEngine, publisher: Publisher, clean_queues: None
+) -> None:
+    settings = base_settings.model_copy(update={"worker_shutdown_seconds": 0.2})
+    stuck = ScriptedSender(gate=asyncio.Event())  # never opens: the provider hangs
+    message = await new_notification(engine)
+    async with running_worker(settings, stuck):
+        await publisher.publish_notification(message)
+        await wait_for(status_is(engine, message.notification_id, "processing"))
+    assert stuck.sent == []
+
+    sender = ScriptedSender()
+    async with running_worker(settings, sender):
+        await wait_for(status_is(engine, message.notification_id, "delivered"))
+    assert [m.notification_id for m in sender.sent] == [message.notification_id]
+
+
+class _BrokenStatusStore(StatusStore):
+    """A status store with a bug for one notification (not an outage)."""
+
+    def __init__(self, engine: AsyncEngine, broken: uuid.UUID) -> None:
+        super().__init__(engine)
+        self.broken = broken
+
+    async def transition(self, notification_id: uuid.UUID, *args: Any, **kwargs: Any) -> Any:
+        if notification_id == self.broken:
+            raise ValueError("a bug in handling")
+        return await super().transition(notification_id, *args, **kwargs)
+
+
+async def test_a_message_whose_handling_keeps_failing_is_poison_not_a_loop(
+    base_settings: Settings, engine: AsyncEngine, publisher: Publisher, clean_queues: None
+) -> None:
+    settings = base_settings.model_copy(update={"retry_max_attempts": 3})
+    message = await new_notification(engine)
+    runtime = ConsumerRuntime(
+        settings=settings,
+        channel=Channel.EMAIL,
+        sender=ScriptedSender(),
+        status_store=_BrokenStatusStore(engine, message.notification_id),
+        service="test_worker",
+    )
+    runtime.requeue_pause_seconds = 0.01
+    await runtime.start()
+    try:
+        await publisher.publish_notification(message)
+        dead = await wait_for(dead_letter_of(base_settings, str(message.notification_id)))
+    finally:
+        await runtime.stop()
+    assert dead.headers["x-failure-reason"] == "handler_error"
+    assert "a bug in handling" in dead.headers["x-failure-error"]
+
+
+@pytest.mark.parametrize(
+    ("header", "expected"),
+    [
+        ("120", 120.0),
+        ("Wed, 25 Nov 2026 10:01:00 GMT", 60.0),
+        ("Wed, 25 Nov 2026 09:00:00 GMT", None),
+        ("soon", None),
+        ("", None),
+        (None, None),
+        ("99999999", 86400.0),
+    ],
+)
+def test_retry_after_accepts_seconds_and_http_dates(
+    header: str | None, expected: float | None
+) -> None:
+    now = datetime(2026, 11, 25, 10, 0, 0, tzinfo=UTC)
+    assert parse_retry_after(header, now=now) == expected
