@@ -25,7 +25,7 @@ from services.template_service.schemas import (
     normalize_locale,
 )
 from shared.auth import require_internal_key
-from shared.envelope import Envelope, PageMeta, ok
+from shared.envelope import Envelope, ErrorEnvelope, PageMeta, ok
 from shared.errors import ValidationFailed
 
 Body = dict[str, Any]
@@ -48,6 +48,28 @@ def locale_query(
 
 Locale = Annotated[str | None, Depends(locale_query)]
 
+_WHY = {
+    400: "malformed JSON (`invalid_json`)",
+    401: "missing or bad credentials (`unauthorized`, `invalid_token`, `invalid_internal_key`)",
+    403: "needs an admin (`forbidden`)",
+    404: "no such template or version (`template_not_found`, `template_version_not_found`)",
+    409: "the template exists (`template_exists`)",
+    413: "body over the size limit (`payload_too_large`)",
+    422: (
+        "invalid input (`validation_error`), a template that does not compile "
+        "(`template_syntax_error`), missing variables (`missing_variables`) or a render that "
+        "failed or ran out of budget (`template_render_failed`); `details` names the fields"
+    ),
+}
+
+
+def errors(*codes: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI entries for every error envelope a route can answer."""
+    return {code: {"model": ErrorEnvelope, "description": _WHY[code]} for code in (422, *codes)}
+
+
+BODY = (400, 413)
+
 router = APIRouter(prefix="/api/v1", tags=["templates"])
 
 
@@ -55,6 +77,7 @@ router = APIRouter(prefix="/api/v1", tags=["templates"])
     "/templates",
     status_code=status.HTTP_201_CREATED,
     response_model=Envelope[CreatedOut],
+    responses=errors(*BODY, 401, 403, 409),
     summary="Create a template with its first (active) version (admin)",
 )
 async def create_template(body: TemplateCreate, admin: Admin, catalog: CatalogDep) -> Body:
@@ -62,7 +85,12 @@ async def create_template(body: TemplateCreate, admin: Admin, catalog: CatalogDe
     return ok(created.model_dump(), message="template created")
 
 
-@router.get("/templates", response_model=Envelope[list[TemplateOut]], summary="List templates")
+@router.get(
+    "/templates",
+    response_model=Envelope[list[TemplateOut]],
+    responses=errors(401),
+    summary="List templates",
+)
 async def list_templates(
     _: Reader,
     catalog: CatalogDep,
@@ -85,6 +113,7 @@ async def list_templates(
 @router.post(
     "/templates/preview",
     response_model=Envelope[RenderOut],
+    responses=errors(*BODY, 401),
     summary="Render an unsaved draft (for editors)",
 )
 async def preview_template(body: PreviewRequest, _: Reader, catalog: CatalogDep) -> Body:
@@ -94,6 +123,7 @@ async def preview_template(body: PreviewRequest, _: Reader, catalog: CatalogDep)
 @router.get(
     "/templates/{code}",
     response_model=Envelope[TemplateCodeOut],
+    responses=errors(401, 404),
     summary="A template's channels with the active version per locale",
 )
 async def get_template(
@@ -105,6 +135,7 @@ async def get_template(
 @router.put(
     "/templates/{code}",
     response_model=Envelope[VersionOut],
+    responses=errors(*BODY, 401, 403, 404),
     summary="Save a new version for (channel, locale) and make it active (admin)",
 )
 async def update_template(
@@ -117,6 +148,7 @@ async def update_template(
 @router.delete(
     "/templates/{code}",
     response_model=Envelope[DeletedOut],
+    responses=errors(401, 403, 404),
     summary="Soft-delete a template (pinned versions keep rendering) (admin)",
 )
 async def delete_template(
@@ -128,6 +160,7 @@ async def delete_template(
 @router.get(
     "/templates/{code}/versions",
     response_model=Envelope[list[VersionListItem]],
+    responses=errors(401, 404),
     summary="A template's version history, newest first",
 )
 async def list_versions(
@@ -150,6 +183,7 @@ async def list_versions(
 @router.post(
     "/templates/{code}/versions/{version}/activate",
     response_model=Envelope[VersionOut],
+    responses=errors(*BODY, 401, 403, 404),
     summary="Make an earlier (or later) version active: rollback (admin)",
 )
 async def activate_version(
@@ -161,6 +195,7 @@ async def activate_version(
 @router.post(
     "/templates/{code}/render",
     response_model=Envelope[RenderOut],
+    responses=errors(*BODY, 401, 404),
     summary="Render the active (or a given) version with variables",
 )
 async def render_template(
@@ -177,6 +212,7 @@ internal_router = APIRouter(
 @internal_router.get(
     "/templates/{code}/active",
     response_model=Envelope[VersionOut],
+    responses=errors(401, 404),
     summary="The active version, locale fallback applied (pt-BR -> pt -> default)",
 )
 async def internal_active(
@@ -188,6 +224,7 @@ async def internal_active(
 @internal_router.get(
     "/templates/{code}/versions/{version}",
     response_model=Envelope[VersionOut],
+    responses=errors(401, 404),
     summary="Exactly that version, even of a soft-deleted template (immutable: cache it)",
 )
 async def internal_version(
