@@ -31,6 +31,7 @@ from services.user_service.schemas import (
     TokenOut,
     UserCreate,
     UserUpdate,
+    is_device_token,
 )
 from services.user_service.settings import UserServiceSettings
 from shared.auth import Principal, Role, issue_access_token
@@ -267,6 +268,8 @@ class Accounts:
 
     async def remove_device_by_token(self, token: str) -> bool:
         """The push service reports a dead token; gone already is just as good."""
+        if not is_device_token(token):
+            return False  # could never have been registered (and NUL would upset PostgreSQL)
         async with session_scope(self.sessions) as session:
             owner = await repo.delete_device_by_token(session, token)
         if owner is not None:

@@ -39,6 +39,11 @@ _BCP47 = re.compile(
 )
 _HHMM = re.compile(r"^([01][0-9]|2[0-3]):[0-5][0-9]$")
 _DEVICE_TOKEN = re.compile(r"^[\x21-\x7e]+$")  # printable ASCII, no spaces
+NO_CONTROL_CHARS = r"^[^\x00-\x1f\x7f]*$"
+
+
+def is_device_token(value: str) -> bool:
+    return len(value) <= 4096 and _DEVICE_TOKEN.match(value) is not None
 
 
 def _locale(value: str) -> str:
@@ -83,7 +88,7 @@ def _hhmm(value: str) -> str:
 
 
 def _token(value: str) -> str:
-    if not _DEVICE_TOKEN.match(value):
+    if not is_device_token(value):
         raise ValueError("must be printable ASCII without spaces")
     return value
 
@@ -198,8 +203,9 @@ class UserWithPreferences(UserOut):
 
 
 class LoginIn(Input):
-    # Not EmailStr: a malformed email must get the same answer as an unknown one.
-    email: str = Field(min_length=1, max_length=254)
+    # Not EmailStr: a malformed email must get the same answer as an unknown one. Control
+    # characters are still refused (PostgreSQL cannot even compare a string holding NUL).
+    email: str = Field(min_length=1, max_length=254, pattern=NO_CONTROL_CHARS)
     password: str = Field(min_length=1, max_length=256)
 
 

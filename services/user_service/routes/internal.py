@@ -9,6 +9,7 @@ from typing import Any
 from fastapi import APIRouter, Depends, Path, Response
 
 from services.user_service.deps import AccountsDep
+from services.user_service.routes import error_responses
 from services.user_service.schemas import Contact
 from shared.auth import require_internal_key
 from shared.envelope import Envelope, ok
@@ -27,6 +28,7 @@ _CONTACT_TAIL = b',"error":null,"message":"ok","meta":null}'
     "/users/{user_id}/contact",
     response_model=Envelope[Contact],
     summary="How to reach a user (cached)",
+    responses=error_responses(401, 404),
 )
 async def get_contact(user_id: uuid.UUID, accounts: AccountsDep) -> Response:
     contact = await accounts.contact_json(user_id)
@@ -37,6 +39,7 @@ async def get_contact(user_id: uuid.UUID, accounts: AccountsDep) -> Response:
     "/devices/by-token/{token:path}",
     response_model=Envelope[dict[str, bool]],
     summary="Forget a dead push token (200 whether or not it existed)",
+    responses=error_responses(401),
 )
 async def delete_device_by_token(
     accounts: AccountsDep, token: str = Path(min_length=1, max_length=4096)

@@ -13,7 +13,9 @@ from fastapi import APIRouter, Query, Request, Response, status
 from services.user_service.accounts import preferences_out
 from services.user_service.deps import AccountsDep, Limit, Page, ReachableUserId
 from services.user_service.models import Preferences, User
+from services.user_service.routes import BODY, USER, error_responses
 from services.user_service.schemas import (
+    NO_CONTROL_CHARS,
     DeviceIn,
     DeviceOut,
     LoginIn,
@@ -47,6 +49,7 @@ def _user_out(user: User, preferences: Preferences | None) -> UserWithPreference
     response_model=Envelope[UserWithPreferences],
     tags=["users"],
     summary="Register a user",
+    responses=error_responses(*BODY, 409),
 )
 async def register(body: UserCreate, accounts: AccountsDep) -> Body:
     user, preferences = await accounts.register(body)
@@ -61,11 +64,18 @@ router.add_api_route(
     methods=["POST"],
     status_code=status.HTTP_201_CREATED,
     response_model=Envelope[UserWithPreferences],
+    responses=error_responses(*BODY, 409),
     include_in_schema=False,
 )
 
 
-@router.post("/auth/login", response_model=Envelope[TokenOut], tags=["auth"], summary="Log in")
+@router.post(
+    "/auth/login",
+    response_model=Envelope[TokenOut],
+    tags=["auth"],
+    summary="Log in",
+    responses=error_responses(*BODY, 401, 429),
+)
 async def login(body: LoginIn, request: Request, accounts: AccountsDep) -> Body:
     client_ip = request.client.host if request.client else "unknown"
     token = await accounts.login(body.email, body.password, client_ip)
@@ -75,12 +85,22 @@ async def login(body: LoginIn, request: Request, accounts: AccountsDep) -> Body:
 # --- the caller's own account (declared before `/users/{user_id}` so `me` is not an id) ------
 
 
-@router.get("/users/me", response_model=Envelope[UserWithPreferences], tags=["users"])
+@router.get(
+    "/users/me",
+    response_model=Envelope[UserWithPreferences],
+    tags=["users"],
+    responses=error_responses(401, 404),
+)
 async def get_me(principal: CurrentPrincipal, accounts: AccountsDep) -> Body:
     return ok(_user_out(*await accounts.get_user(principal.user_id)))
 
 
-@router.patch("/users/me", response_model=Envelope[UserWithPreferences], tags=["users"])
+@router.patch(
+    "/users/me",
+    response_model=Envelope[UserWithPreferences],
+    tags=["users"],
+    responses=error_responses(*BODY, *USER),
+)
 async def update_me(body: UserUpdate, principal: CurrentPrincipal, accounts: AccountsDep) -> Body:
     user, preferences = await accounts.update_user(principal.user_id, body, principal)
     return ok(_user_out(user, preferences), "user updated")
@@ -90,26 +110,42 @@ async def update_me(body: UserUpdate, principal: CurrentPrincipal, accounts: Acc
 
 
 @router.get(
-    "/users", response_model=Envelope[list[UserOut]], tags=["users"], summary="List users (admin)"
+    "/users",
+    response_model=Envelope[list[UserOut]],
+    tags=["users"],
+    summary="List users (admin)",
+    responses=error_responses(401, 403),
 )
 async def list_users(
     _: AdminPrincipal,
     accounts: AccountsDep,
     page: Page = 1,
     limit: Limit = 20,
-    email: str | None = Query(default=None, max_length=254, description="part of the email"),
+    email: str | None = Query(
+        default=None, max_length=254, pattern=NO_CONTROL_CHARS, description="part of the email"
+    ),
 ) -> Body:
     users, total = await accounts.list_users(email=email, page=page, limit=limit)
     data = [UserOut.model_validate(u) for u in users]
     return ok(data, meta=PageMeta.build(total=total, page=page, limit=limit))
 
 
-@router.get("/users/{user_id}", response_model=Envelope[UserWithPreferences], tags=["users"])
+@router.get(
+    "/users/{user_id}",
+    response_model=Envelope[UserWithPreferences],
+    tags=["users"],
+    responses=error_responses(*USER),
+)
 async def get_user(user_id: ReachableUserId, accounts: AccountsDep) -> Body:
     return ok(_user_out(*await accounts.get_user(user_id)))
 
 
-@router.patch("/users/{user_id}", response_model=Envelope[UserWithPreferences], tags=["users"])
+@router.patch(
+    "/users/{user_id}",
+    response_model=Envelope[UserWithPreferences],
+    tags=["users"],
+    responses=error_responses(*BODY, *USER),
+)
 async def update_user(
     user_id: ReachableUserId,
     body: UserUpdate,
@@ -120,7 +156,12 @@ async def update_user(
     return ok(_user_out(user, preferences), "user updated")
 
 
-@router.delete("/users/{user_id}", response_model=Envelope[None], tags=["users"])
+@router.delete(
+    "/users/{user_id}",
+    response_model=Envelope[None],
+    tags=["users"],
+    responses=error_responses(*USER),
+)
 async def delete_user(user_id: ReachableUserId, accounts: AccountsDep) -> Body:
     await accounts.delete_user(user_id)
     return ok(None, "user deleted")
@@ -130,14 +171,20 @@ async def delete_user(user_id: ReachableUserId, accounts: AccountsDep) -> Body:
 
 
 @router.get(
-    "/users/{user_id}/preferences", response_model=Envelope[PreferencesOut], tags=["preferences"]
+    "/users/{user_id}/preferences",
+    response_model=Envelope[PreferencesOut],
+    tags=["preferences"],
+    responses=error_responses(*USER),
 )
 async def get_preferences(user_id: ReachableUserId, accounts: AccountsDep) -> Body:
     return ok(await accounts.get_preferences(user_id))
 
 
 @router.put(
-    "/users/{user_id}/preferences", response_model=Envelope[PreferencesOut], tags=["preferences"]
+    "/users/{user_id}/preferences",
+    response_model=Envelope[PreferencesOut],
+    tags=["preferences"],
+    responses=error_responses(*BODY, *USER),
 )
 async def put_preferences(
     user_id: ReachableUserId, body: PreferencesIn, accounts: AccountsDep
@@ -153,7 +200,10 @@ async def put_preferences(
     status_code=status.HTTP_201_CREATED,
     response_model=Envelope[DeviceOut],
     tags=["devices"],
-    responses={200: {"description": "the token was already registered to this user"}},
+    responses={
+        **error_responses(*BODY, *USER),
+        200: {"model": Envelope[DeviceOut], "description": "the token was already registered"},
+    },
 )
 async def add_device(
     user_id: ReachableUserId, body: DeviceIn, accounts: AccountsDep, response: Response
@@ -165,7 +215,12 @@ async def add_device(
     return ok(DeviceOut.model_validate(device), "device registered")
 
 
-@router.get("/users/{user_id}/devices", response_model=Envelope[list[DeviceOut]], tags=["devices"])
+@router.get(
+    "/users/{user_id}/devices",
+    response_model=Envelope[list[DeviceOut]],
+    tags=["devices"],
+    responses=error_responses(*USER),
+)
 async def list_devices(
     user_id: ReachableUserId, accounts: AccountsDep, page: Page = 1, limit: Limit = 20
 ) -> Body:
@@ -175,7 +230,10 @@ async def list_devices(
 
 
 @router.delete(
-    "/users/{user_id}/devices/{device_id}", response_model=Envelope[None], tags=["devices"]
+    "/users/{user_id}/devices/{device_id}",
+    response_model=Envelope[None],
+    tags=["devices"],
+    responses=error_responses(*USER),
 )
 async def remove_device(
     user_id: ReachableUserId, device_id: uuid.UUID, accounts: AccountsDep
