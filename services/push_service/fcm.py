@@ -118,7 +118,8 @@ class _HttpxTransport(GoogleRequest):
                 timeout=timeout or httpx.USE_CLIENT_DEFAULT,
             )
         except httpx.HTTPError as exc:
-            raise google_exceptions.TransportError(f"{type(exc).__name__}: {exc}") from exc
+            message = f"{type(exc).__name__}: {exc}"
+            raise google_exceptions.TransportError(message) from exc  # type: ignore[no-untyped-call]
         return _HttpxResponse(response)
 
 
@@ -131,7 +132,7 @@ class AccessTokenSource:
     """
 
     def __init__(self, service_account_info: Mapping[str, Any], *, timeout_seconds: float) -> None:
-        self._credentials = service_account.Credentials.from_service_account_info(
+        self._credentials = service_account.Credentials.from_service_account_info(  # type: ignore[no-untyped-call]
             dict(service_account_info), scopes=[FCM_SCOPE]
         )
         self._http = httpx.Client(timeout=timeout_seconds)

@@ -1,0 +1,166 @@
+"""The sender's decisions, with in-memory stand-ins for FCM, the results table and the registry.
+
+What is pinned here: which devices a retry sends to, and when the answer is delivered, retry
+or failed. The real wiring (RabbitMQ, PostgreSQL, the FCM stand-in) is in the integration
+tests.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+
+from services.push_service.device_results import DeviceRecord, status_of
+from services.push_service.fcm import SendResult
+from services.push_service.sender import PushSender
+from shared.messaging.consumer import PermanentFailure, TransientFailure
+from shared.messaging.message import (
+    Channel,
+    DeviceTarget,
+    NotificationMessage,
+    Recipient,
+    TemplateRef,
+)
+from shared.template_client import TemplateVersion
+
+VERSION = TemplateVersion(
+    code="welcome", channel="push", locale="en", version=1, name="w", title="Hi", body="B"
+)
+
+
+class Templates:
+    async def get_version(self, *_: Any) -> TemplateVersion:
+        return VERSION
+
+
+@dataclass
+class Tokens:
+    async def token(self) -> str:
+        return "access"
+
+
+@dataclass
+class Fcm:
+    answers: dict[str, SendResult]
+    tokens: Tokens = field(default_factory=Tokens)
+    sent: list[str] = field(default_factory=list)
+
+    async def send(self, token: str, message: dict[str, Any]) -> SendResult:
+        self.sent.append(token)
+        return self.answers.get(token) or SendResult(token, "accepted", name=f"n/{token}")
+
+
+@dataclass
+class Results:
+    rows: dict[str, DeviceRecord] = field(default_factory=dict)
+
+    async def load(self, _: uuid.UUID) -> dict[str, DeviceRecord]:
+        return dict(self.rows)
+
+    async def record(self, _: uuid.UUID, results: Sequence[SendResult]) -> None:
+        for r in results:
+            if r.token not in self.rows or self.rows[r.token].status.value != "accepted":
+                self.rows[r.token] = DeviceRecord(status_of(r), r.name)
+
+
+@dataclass
+class Registry:
+    removed: list[str] = field(default_factory=list)
+
+    async def remove_many(self, tokens: Sequence[str]) -> None:
+        self.removed += tokens
+
+
+def _message(*tokens: str, attempt: int = 1) -> NotificationMessage:
+    return NotificationMessage(
+        notification_id=uuid.uuid4(),
+        notification_type=Channel.PUSH,
+        user_id=uuid.uuid4(),
+        recipient=Recipient(devices=[DeviceTarget(token=t) for t in tokens]),
+        template=TemplateRef(code="welcome", version=1, locale="en"),
+        correlation_id="c",
+        created_at=datetime.now(UTC),
+        attempt=attempt,
+    )
+
+
+def _sender(fcm: Fcm, results: Results, registry: Registry) -> PushSender:
+    return PushSender(
+        fcm=fcm,  # type: ignore[arg-type]
+        templates=Templates(),
+        results=results,  # type: ignore[arg-type]
+        registry=registry,  # type: ignore[arg-type]
+        max_attempts=3,
+    )
+
+
+def _busy(token: str, after: float | None) -> SendResult:
+    return SendResult(token, "transient", error="UNAVAILABLE", retry_after_seconds=after)
+
+
+async def test_transient_device_means_retry_with_the_longest_retry_after() -> None:
+    fcm = Fcm({"b": _busy("b", 2.0), "c": _busy("c", 5.0)})
+    with pytest.raises(TransientFailure) as caught:
+        await _sender(fcm, Results(), Registry()).deliver(_message("a", "b", "c"))
+    assert caught.value.retry_after_seconds == 5.0
+    assert "2 of 3 devices" in caught.value.reason
+
+
+async def test_retry_sends_only_to_devices_not_settled() -> None:
+    results = Results()
+    fcm = Fcm({"b": _busy("b", None)})
+    sender = _sender(fcm, results, Registry())
+    message = _message("a", "b", "dead")
+    fcm.answers["dead"] = SendResult("dead", "unregistered", error="UNREGISTERED")
+    with pytest.raises(TransientFailure):
+        await sender.deliver(message)
+    fcm.answers.clear()
+    fcm.sent.clear()
+    outcome = await sender.deliver(message.next_attempt())
+    assert fcm.sent == ["b"]
+    assert outcome.detail == "accepted by 2 of 3 devices; the others: refused on an earlier attempt"
+
+
+async def test_last_attempt_with_one_accepted_is_delivered() -> None:
+    fcm = Fcm({"b": _busy("b", None)})
+    outcome = await _sender(fcm, Results(), Registry()).deliver(_message("a", "b", attempt=3))
+    assert outcome.provider_message_id == "n/a"
+    assert outcome.detail == "accepted by 1 of 2 devices; the others: UNAVAILABLE x1"
+
+
+async def test_last_attempt_with_none_accepted_stays_transient_for_the_runtime() -> None:
+    fcm = Fcm({"a": _busy("a", None)})
+    with pytest.raises(TransientFailure, match="no device accepted"):
+        await _sender(fcm, Results(), Registry()).deliver(_message("a", attempt=3))
+
+
+async def test_every_device_refused_is_permanent_and_dead_tokens_are_removed() -> None:
+    fcm = Fcm(
+        {
+            "x": SendResult("x", "invalid_token", error="INVALID_ARGUMENT"),
+            "y": SendResult("y", "rejected", error="SENDER_ID_MISMATCH"),
+        }
+    )
+    registry = Registry()
+    with pytest.raises(PermanentFailure, match="INVALID_ARGUMENT x1, SENDER_ID_MISMATCH x1"):
+        await _sender(fcm, Results(), registry).deliver(_message("x", "y"))
+    assert registry.removed == ["x"]
+
+
+async def test_no_devices_is_permanent_without_sending() -> None:
+    fcm = Fcm({})
+    with pytest.raises(PermanentFailure, match="no_devices"):
+        await _sender(fcm, Results(), Registry()).deliver(_message())
+    assert fcm.sent == []
+
+
+async def test_a_redelivery_after_everything_was_sent_sends_nothing() -> None:
+    results = Results({"a": DeviceRecord(status_of(SendResult("a", "accepted")), "n/a")})
+    fcm = Fcm({})
+    outcome = await _sender(fcm, results, Registry()).deliver(_message("a"))
+    assert (fcm.sent, outcome.provider_message_id) == ([], "n/a")
