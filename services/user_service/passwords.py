@@ -19,7 +19,7 @@ from services.user_service.settings import UserServiceSettings
 def password_hash_for(profile: str) -> PasswordHash:
     if profile == "fast":
         # For test suites only: a valid Argon2id hash at a fraction of the cost.
-        return PasswordHash((Argon2Hasher(time_cost=1, memory_cost=8192, parallelism=1),))
+        return PasswordHash((Argon2Hasher(time_cost=1, memory_cost=1024, parallelism=1),))
     return PasswordHash.recommended()
 
 

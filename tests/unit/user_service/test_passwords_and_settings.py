@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import threading
+
 from pwdlib import PasswordHash
 from redis.asyncio import Redis
 
-from services.user_service.passwords import password_hash_for
+from services.user_service.passwords import Passwords, password_hash_for
 from services.user_service.rate_limit import LoginLimiter
 from services.user_service.settings import UserServiceSettings, user_service_settings
 from shared.settings import Settings
@@ -41,3 +43,34 @@ def test_limiter_keys_do_not_reveal_the_email() -> None:
     assert key.startswith("p:login_attempts:") and "ada" not in key.lower()
     assert key == limiter.key(" ada@example.com ", "10.0.0.1")
     assert key != limiter.key("ada@example.com", "10.0.0.2")
+
+
+class _RecordingHasher:
+    """Wraps a real hasher and notes which thread each call ran on."""
+
+    def __init__(self) -> None:
+        self.inner = password_hash_for("fast")
+        self.threads: list[int] = []
+
+    def hash(self, password: str) -> str:
+        self.threads.append(threading.get_ident())
+        return self.inner.hash(password)
+
+    def verify(self, password: str, hashed: str) -> bool:
+        self.threads.append(threading.get_ident())
+        return self.inner.verify(password, hashed)
+
+    def verify_and_update(self, password: str, hashed: str) -> tuple[bool, str | None]:
+        self.threads.append(threading.get_ident())
+        return self.inner.verify_and_update(password, hashed)
+
+
+async def test_hashing_and_verifying_never_run_on_the_event_loop() -> None:
+    recorder = _RecordingHasher()
+    passwords = Passwords(recorder)  # type: ignore[arg-type]
+    hashed = await passwords.hash("s3cret-password")
+    assert (await passwords.verify("s3cret-password", hashed))[0]
+    await passwords.burn("unknown-user-password")
+    loop_thread = threading.get_ident()
+    assert len(recorder.threads) == 4  # hash, verify, dummy hash, dummy verify
+    assert loop_thread not in recorder.threads
