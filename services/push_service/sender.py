@@ -71,10 +71,11 @@ class PushSender:
             raise PermanentFailure("no_devices: the recipient has no push device")
         previous = await self.results.load(message.notification_id)
         todo = [d for d in devices if d.token not in previous or not previous[d.token].settled]
+        targets = {d.token for d in devices}
         accepted = [
             record.provider_message_id or ""
             for token, record in previous.items()
-            if record.status is DeviceStatus.ACCEPTED and token in {d.token for d in devices}
+            if record.status is DeviceStatus.ACCEPTED and token in targets
         ]
         results: list[SendResult] = []
         if todo:
