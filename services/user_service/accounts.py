@@ -227,7 +227,7 @@ class Accounts:
 
     async def put_preferences(self, user_id: uuid.UUID, body: PreferencesIn) -> PreferencesOut:
         async with session_scope(self.sessions) as session:
-            if await repo.get_user(session, user_id) is None:
+            if not await repo.lock_user(session, user_id):
                 raise user_not_found()
             preferences = await repo.put_preferences(
                 session,
@@ -244,7 +244,7 @@ class Accounts:
     async def add_device(self, user_id: uuid.UUID, body: DeviceIn) -> tuple[Device, bool]:
         """Idempotent on the token: registering it again returns the same device."""
         async with session_scope(self.sessions) as session:
-            if await repo.get_user(session, user_id) is None:
+            if not await repo.lock_user(session, user_id):
                 raise user_not_found()
             device, created, previous_owner = await repo.upsert_device(
                 session, user_id, token=body.token, platform=body.platform

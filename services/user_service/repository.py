@@ -25,6 +25,15 @@ async def get_user(session: AsyncSession, user_id: uuid.UUID) -> User | None:
     return await session.get(User, user_id)
 
 
+async def lock_user(session: AsyncSession, user_id: uuid.UUID) -> bool:
+    """Whether the user exists, holding a key-share lock until the transaction ends, so a
+    concurrent delete waits instead of turning our insert into a foreign-key error."""
+    result = await session.execute(
+        select(User.id).where(User.id == user_id).with_for_update(key_share=True)
+    )
+    return result.first() is not None
+
+
 async def get_user_by_email(session: AsyncSession, email: str) -> User | None:
     result = await session.execute(select(User).where(_email_matches(email)))
     return result.scalar_one_or_none()
