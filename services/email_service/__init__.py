@@ -1,0 +1,1 @@
+"""The email worker: consumes `email.queue`, renders the pinned template, sends over SMTP."""

@@ -1,0 +1,146 @@
+"""The email channel's sender: render the pinned version, build the message, send it over SMTP.
+
+Every failure is classified once, here, for the shared consumer runtime:
+- transient (retried with backoff): connection refused or dropped, timeouts, SMTP 4xx, SMTP
+  authentication or TLS trouble (our configuration, fixable without touching the message),
+  the template service being down;
+- permanent (to the DLQ): SMTP 5xx, an invalid or refused recipient, a missing template, a
+  render error, a value that would inject a header.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+from typing import Any, Protocol
+
+import aiosmtplib
+
+from services.email_service.compose import (
+    InvalidAddress,
+    OutgoingEmail,
+    UnsafeHeader,
+    build_message,
+    message_id_for,
+)
+from services.email_service.smtp_pool import SmtpPool
+from shared.messaging.consumer import DeliveryResult, PermanentFailure, TransientFailure
+from shared.messaging.message import NotificationMessage
+from shared.rendering import RenderError
+from shared.settings import Settings
+from shared.template_client import TemplateNotFound, TemplateServiceUnavailable
+
+logger = logging.getLogger("services.email_service.sender")
+
+_QUEUE_ID = re.compile(r"queued as\s+<?([^\s>]+)>?", re.IGNORECASE)
+
+
+class TemplateSource(Protocol):
+    """What the sender needs of `shared.template_client.TemplateClient` (tests pass a stand-in)."""
+
+    async def get_version(
+        self, code: str, channel: str, locale: str | None, version: int
+    ) -> Any: ...
+
+    async def aclose(self) -> None: ...
+
+
+class EmailSender:
+    def __init__(self, settings: Settings, templates: TemplateSource, pool: SmtpPool) -> None:
+        self.settings = settings
+        self.templates = templates
+        self.pool = pool
+
+    async def deliver(self, message: NotificationMessage) -> DeliveryResult:
+        rendered = await self._render(message)
+        if not message.recipient.email:
+            raise PermanentFailure("the message has no recipient email address")
+        outgoing = OutgoingEmail(
+            from_address=self.settings.email_from_address,
+            from_name=self.settings.email_from_name,
+            to_address=message.recipient.email,
+            to_name=message.recipient.name,
+            subject=rendered.get("subject") or "",
+            text=rendered.get("text_body"),
+            html=rendered.get("html_body"),
+            message_id=message_id_for(message.notification_id, self.settings.email_from_address),
+            unsubscribe_url=unsubscribe_url(self.settings, message),
+            headers=(("X-Notification-ID", str(message.notification_id)),),
+        )
+        reply = await self.send(outgoing)
+        return DeliveryResult(provider_message_id=provider_id(reply), detail=f"smtp: {reply}"[:300])
+
+    async def send(self, outgoing: OutgoingEmail) -> str:
+        """Build and send one message; the server's reply. Raises classified failures."""
+        try:
+            mime = build_message(outgoing)
+        except (UnsafeHeader, InvalidAddress) as exc:
+            raise PermanentFailure(str(exc)) from exc
+        try:
+            return await self.pool.send(
+                mime, sender=outgoing.from_address, recipient=outgoing.to_address
+            )
+        except Exception as exc:
+            raise classify_smtp_error(exc) from exc
+
+    async def _render(self, message: NotificationMessage) -> dict[str, Any]:
+        ref = message.template
+        try:
+            version = await self.templates.get_version(ref.code, "email", ref.locale, ref.version)
+            rendered: dict[str, Any] = version.render(message.variables)
+        except TemplateNotFound as exc:
+            raise PermanentFailure(
+                f"template {ref.code} v{ref.version} ({ref.locale}) not found"
+            ) from exc
+        except TemplateServiceUnavailable as exc:
+            raise TransientFailure(f"template service unavailable: {exc.message}") from exc
+        except RenderError as exc:
+            raise PermanentFailure(f"render failed: {exc.message}") from exc
+        if not rendered.get("subject"):
+            raise PermanentFailure(f"template {ref.code} v{ref.version} has no email subject")
+        return rendered
+
+    async def aclose(self) -> None:
+        await self.pool.aclose()
+        await self.templates.aclose()
+
+
+def classify_smtp_error(exc: BaseException) -> TransientFailure | PermanentFailure:
+    """An aiosmtplib (or socket) error as the runtime's failure kind."""
+    if isinstance(exc, aiosmtplib.SMTPRecipientsRefused):
+        codes = [r.code for r in exc.recipients]
+        detail = "; ".join(f"{r.code} {r.message}" for r in exc.recipients)
+        if codes and all(code >= 500 for code in codes):
+            return PermanentFailure(f"recipient refused: {detail}")
+        return TransientFailure(f"recipient deferred: {detail}")
+    if isinstance(exc, aiosmtplib.SMTPAuthenticationError):
+        return TransientFailure(f"SMTP authentication failed ({exc.code})")
+    if isinstance(exc, aiosmtplib.SMTPResponseException):
+        text = f"SMTP {exc.code} {exc.message}".strip()
+        if 500 <= exc.code < 600:
+            return PermanentFailure(text)
+        return TransientFailure(text)
+    if isinstance(exc, aiosmtplib.SMTPConnectError | aiosmtplib.SMTPServerDisconnected):
+        return TransientFailure(f"SMTP connection failed: {exc}")
+    if isinstance(exc, TimeoutError | asyncio.TimeoutError):
+        return TransientFailure("SMTP timed out")
+    if isinstance(exc, OSError | aiosmtplib.SMTPException):
+        return TransientFailure(f"SMTP error: {type(exc).__name__}: {exc}")
+    return TransientFailure(f"unexpected SMTP failure: {type(exc).__name__}")
+
+
+def provider_id(reply: str) -> str:
+    """The server's queue id from a 250 reply ("Ok: queued as 4F3A..."), else the reply."""
+    match = _QUEUE_ID.search(reply)
+    return match.group(1) if match else reply.strip()[:200]
+
+
+def unsubscribe_url(settings: Settings, message: NotificationMessage) -> str | None:
+    """`email_unsubscribe_url` with `{user_id}` and `{notification_id}` filled in, if set."""
+    template = settings.email_unsubscribe_url
+    if not template:
+        return None
+    return template.replace("{user_id}", str(message.user_id)).replace(
+        "{notification_id}", str(message.notification_id)
+    )
