@@ -151,6 +151,20 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     settings = GatewaySettings()
+    try:
+        return _run(parser, args, settings)
+    except (OSError, asyncpg.PostgresError) as exc:
+        print(
+            f"api_keys: cannot use PostgreSQL ({type(exc).__name__}: {exc}); "
+            "is it running and migrated (make migrate)?",
+            file=sys.stderr,
+        )
+        return 1
+
+
+def _run(
+    parser: argparse.ArgumentParser, args: argparse.Namespace, settings: GatewaySettings
+) -> int:
     if args.command == "create":
         if args.rate_limit is not None and args.rate_limit < 1:
             parser.error("--rate-limit must be at least 1")

@@ -12,13 +12,14 @@ from typing import Any
 
 import asyncpg
 import orjson
-from sqlalchemy.engine import make_url
 
 from shared.settings import Settings
 
 
 def asyncpg_dsn(database_url: str) -> str:
-    return make_url(database_url).set(drivername="postgresql").render_as_string(hide_password=False)
+    """`postgresql+asyncpg://...` (SQLAlchemy's spelling) as a plain libpq URL for asyncpg."""
+    scheme, sep, rest = database_url.partition("://")
+    return f"{scheme.split('+', 1)[0]}{sep}{rest}" if sep else database_url
 
 
 def _dumps(value: Any) -> str:
