@@ -10,6 +10,7 @@ the same key share one request, so a burst after a deploy does not stampede the 
 from __future__ import annotations
 
 import asyncio
+import re
 import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Mapping
@@ -25,6 +26,11 @@ from shared.rendering import TemplateFields, channel_fields, nest_data, render
 from shared.settings import Settings
 
 Channel = Literal["email", "push"]
+
+# A template code is a slug; the template service enforces the same pattern. Checked here so a
+# caller's code can never reshape the internal URL (`../`, `?`, `%2F`).
+CODE_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,63}$"
+_CODE = re.compile(CODE_PATTERN)
 K = TypeVar("K")
 V = TypeVar("V")
 
@@ -146,6 +152,7 @@ class TemplateClient:
         self, code: str, channel: str, locale: str | None, version: int
     ) -> TemplateVersion:
         """That exact version (even of a soft-deleted template); cached for the process."""
+        _check_code(code)
         key: VersionKey = (code, channel, locale, version)
         cached = self._versions.get(key)
         if cached is not None:
@@ -161,6 +168,7 @@ class TemplateClient:
 
     async def get_active(self, code: str, channel: str, locale: str | None) -> TemplateVersion:
         """The active version with locale fallback applied; cached for a short TTL."""
+        _check_code(code)
         key: ActiveKey = (code, channel, locale)
         cached = self._active.get(key)
         now = time.monotonic()
@@ -219,6 +227,11 @@ class TemplateClient:
             raise TemplateServiceUnavailable(
                 "the template service sent an unreadable version"
             ) from exc
+
+
+def _check_code(code: str) -> None:
+    if not _CODE.fullmatch(code):
+        raise TemplateNotFound(f"{code[:64]!r} is not a template code")
 
 
 def _message(response: httpx.Response) -> str | None:

@@ -8,7 +8,6 @@ from fastapi import APIRouter, Depends, Path, Query, status
 
 from services.template_service.deps import Admin, CatalogDep, Reader
 from services.template_service.schemas import (
-    CODE_PATTERN,
     ActivateRequest,
     Channel,
     CreatedOut,
@@ -27,6 +26,7 @@ from services.template_service.schemas import (
 from shared.auth import require_internal_key
 from shared.envelope import Envelope, ErrorEnvelope, PageMeta, ok
 from shared.errors import ValidationFailed
+from shared.template_client import CODE_PATTERN
 
 Body = dict[str, Any]
 CodePath = Annotated[str, Path(pattern=CODE_PATTERN, description="the template's slug")]

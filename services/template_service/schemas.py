@@ -8,9 +8,10 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
 
+from shared.template_client import CODE_PATTERN
+
 Channel = Literal["email", "push"]
 
-CODE_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,63}$"
 _LOCALE = re.compile(r"^[A-Za-z]{2,3}(?:[-_][A-Za-z0-9]{2,8})*$")
 
 Code = Annotated[str, StringConstraints(pattern=CODE_PATTERN)]

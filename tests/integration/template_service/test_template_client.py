@@ -128,3 +128,11 @@ async def test_unreachable_service_and_wrong_key_are_unavailable(
     async with TemplateClient(wrong_key) as client:
         with pytest.raises(TemplateServiceUnavailable):
             await client.get_active("welcome", "email", "en")
+
+
+async def test_codes_that_are_not_slugs_never_reach_the_network(live_settings: Settings) -> None:
+    async with TemplateClient(live_settings) as client:
+        for code in ("../users", "a/b", "welcome?x=1", "A"):
+            with pytest.raises(TemplateNotFound):
+                await client.get_active(code, "email", "en")
+        assert client.fetches == 0
