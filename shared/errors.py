@@ -15,6 +15,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from sqlalchemy.exc import DBAPIError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from shared.envelope import error_body
@@ -141,6 +142,28 @@ async def _http_error(_: Request, exc: Exception) -> JSONResponse:
     return JSONResponse(error_body(code, message), status_code=exc.status_code, headers=exc.headers)
 
 
+# SQLSTATEs PostgreSQL uses for text it cannot store (a NUL byte, an unpaired surrogate).
+_UNSTORABLE_TEXT = {"22021", "22P05"}
+
+
+async def _database_error(request: Request, exc: Exception) -> JSONResponse:
+    """Input the database refuses as text is the client's error, not ours.
+
+    Edge validation should catch it first; this is the safety net so it can never be a 500.
+    """
+    sqlstate = getattr(getattr(exc, "orig", None), "sqlstate", None)
+    if sqlstate is None:
+        sqlstate = getattr(getattr(getattr(exc, "orig", None), "__cause__", None), "sqlstate", None)
+    if sqlstate in _UNSTORABLE_TEXT:
+        return JSONResponse(
+            error_body(
+                "invalid_characters", "the request contains characters that cannot be stored"
+            ),
+            status_code=422,
+        )
+    return await _unexpected(request, exc)
+
+
 async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
     logger.exception("unhandled error on %s %s", request.method, request.url.path)
     return JSONResponse(error_body("internal_error", "an unexpected error occurred"), 500)
@@ -150,4 +173,5 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(AppError, _app_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
+    app.add_exception_handler(DBAPIError, _database_error)
     app.add_exception_handler(Exception, _unexpected)

@@ -115,3 +115,26 @@ async def test_a_replay_reopens_a_failed_notification_with_fresh_history(
     assert (await store.transition(nid, S.DELIVERED, attempt=1)).applied
     statuses = [s for s, _ in await _history(engine, nid)]
     assert statuses == ["processing", "failed", "queued", "processing", "delivered"]
+
+
+async def test_text_the_database_refuses_is_a_422_not_a_500(base_settings: Settings) -> None:
+    import httpx
+    from sqlalchemy import text
+
+    from shared.http import create_service_app
+
+    engine = create_engine(base_settings, application_name="test")
+    app = create_service_app(service="test", title="test")
+
+    @app.post("/echo")
+    async def echo(body: dict[str, str]) -> dict[str, str]:
+        async with engine.connect() as conn:
+            await conn.execute(text("SELECT CAST(:v AS text)"), {"v": body["v"]})
+        return body
+
+    transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+    async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
+        response = await client.post("/echo", json={"v": "nul\x00byte"})
+    await engine.dispose()
+    assert response.status_code == 422
+    assert response.json()["error"] == "invalid_characters"
