@@ -239,6 +239,8 @@ class SmtpInbox:
         self._handler = _Handler(self.inbox, self.faults)
         self._server: asyncio.Server | None = None
         self._sessions: set[SMTP] = set()
+        self.connections_accepted = 0
+        """SMTP sessions opened so far: tests read it to see connection reuse."""
 
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
@@ -266,6 +268,7 @@ class SmtpInbox:
         logger.warning("fault mode is now %s%s", mode, f" ({code})" if code else "")
 
     def _protocol(self) -> SMTP:
+        self.connections_accepted += 1
         smtp = _TrackedSMTP(
             self._handler,
             hostname="inbox.local",
