@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sized
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -41,6 +41,7 @@ MAX_RANGE = 10_000
 MAX_RENDER_SECONDS = 0.5
 # Output charged across a whole render (every field, captured blocks and macro bodies included).
 MAX_TOTAL_CHARS_FACTOR = 4
+MAX_INDENT = 64
 # An integer result larger than this many bits is refused (`10 ** 10 ** 10` would never end).
 MAX_INT_BITS = 4096
 
@@ -144,13 +145,20 @@ def _check_replace(budget: _Budget, text: str, old: Any, new: Any) -> None:
     budget.check_size(len(text) + occurrences * len(str(new)))
 
 
-def _check_join(budget: _Budget, separator: str, items: Any) -> None:
-    if isinstance(items, list | tuple | set | dict | str):
-        budget.check_size(len(separator) * len(items))
-        budget.check_size(sum(len(str(i)) for i in items) + len(separator) * len(items))
+def _check_join(budget: _Budget, separator: str, items: Any) -> Any:
+    """Returns the items to join: an iterator is read into a list first (it could only be
+    measured by consuming it)."""
+    if not isinstance(items, Sized):
+        items = list(items)
+    budget.check_size(len(separator) * len(items))
+    budget.check_size(sum(len(str(i)) for i in items) + len(separator) * len(items))
+    return items
 
 
-def _check_str_method(budget: _Budget, owner: str, name: str, args: tuple[Any, ...]) -> None:
+def _check_str_method(
+    budget: _Budget, owner: str, name: str, args: tuple[Any, ...]
+) -> tuple[Any, ...]:
+    """Refuses a call that would build a value over the budget; returns the arguments to use."""
     first = args[0] if args else None
     if name in _WIDTH_METHODS:
         budget.check_size(_int_arg(first))
@@ -159,12 +167,13 @@ def _check_str_method(budget: _Budget, owner: str, name: str, args: tuple[Any, .
     elif name == "replace" and len(args) >= 2:
         _check_replace(budget, owner, str(args[0]), args[1])
     elif name == "join" and args:
-        _check_join(budget, owner, first)
+        return (_check_join(budget, owner, first), *args[1:])
     elif name in {"format", "format_map"}:
         values = list(args)
         if name == "format_map" and isinstance(first, Mapping):
             values = list(first.values())
         _check_format(budget, owner, values)
+    return args
 
 
 def _check_binop(budget: _Budget, operator: str, left: Any, right: Any) -> None:
@@ -235,10 +244,11 @@ def _guard_concat(_: Context, value: Any) -> Any:
 def _guarded_filter(name: str, original: Callable[..., Any]) -> Callable[..., Any]:
     """Wrap a builtin filter whose arguments can ask for unbounded memory or time."""
 
-    def check(args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+    def check(args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[Any, ...]:
+        """Refuses arguments that ask for too much; returns the arguments to call with."""
         budget = _budget()
         if budget is None:
-            return
+            return args
         budget.tick()
         value = args[0] if args else None
         rest = args[1:]
@@ -253,19 +263,24 @@ def _guarded_filter(name: str, original: Callable[..., Any]) -> Callable[..., An
             _check_replace(budget, text, str(rest[0]), rest[1])
         elif name == "join":
             separator = rest[0] if rest else kwargs.get("d", "")
-            _check_join(budget, str(separator), value)
+            return (_check_join(budget, str(separator), value), *rest)
         elif name == "format":
             _check_format(budget, text, list(rest) + list(kwargs.values()))
+        elif name == "tojson":
+            indent = rest[0] if rest else kwargs.get("indent")
+            if _sized(indent) > MAX_INDENT or abs(_int_arg(indent)) > MAX_INDENT:
+                raise RenderBudgetExceeded(f"tojson indent above {MAX_INDENT} is not allowed")
         elif name in {"batch", "slice"}:
             count = rest[0] if rest else kwargs.get("linecount", kwargs.get("slices", 1))
             if abs(_int_arg(count)) > MAX_RANGE:
                 raise RenderBudgetExceeded(f"{name} larger than {MAX_RANGE} is not allowed")
+        return args
 
     pass_arg = getattr(getattr(original, "jinja_pass_arg", None), "name", None)
 
     @pass_context
     def guarded(context: Context, *args: Any, **kwargs: Any) -> Any:
-        check(args, kwargs)
+        args = check(args, kwargs)
         if pass_arg == "environment":
             return original(context.environment, *args, **kwargs)
         if pass_arg == "eval_context":
@@ -277,7 +292,7 @@ def _guarded_filter(name: str, original: Callable[..., Any]) -> Callable[..., An
     return guarded
 
 
-_GUARDED_FILTERS = ("center", "indent", "replace", "join", "format", "batch", "slice")
+_GUARDED_FILTERS = ("center", "indent", "replace", "join", "format", "batch", "slice", "tojson")
 
 
 class _BudgetTransformer(NodeTransformer):
@@ -344,8 +359,22 @@ class _Sandbox(ImmutableSandboxedEnvironment):
             budget.tick()
             target = getattr(__obj, "__wrapped__", __obj)
             owner = getattr(target, "__self__", None)
+            name = getattr(target, "__name__", "")
             if isinstance(owner, str):
-                _check_str_method(budget, owner, getattr(target, "__name__", ""), args)
+                # The checked arguments: an iterator given to `join` comes back as a list.
+                args = _check_str_method(budget, owner, name, args)
+            elif isinstance(owner, bytes | bytearray):
+                # The same blow-ups as str (`b'x'.center(10**9)`), checked as text.
+                text_args = tuple(a.decode("latin-1") if isinstance(a, bytes) else a for a in args)
+                if name == "join":
+                    args = tuple(list(a) if not isinstance(a, Sized) else a for a in args)
+                    text_args = tuple(
+                        [i.decode("latin-1") if isinstance(i, bytes) else i for i in a]
+                        if isinstance(a, list)
+                        else a
+                        for a in text_args
+                    )
+                _check_str_method(budget, owner.decode("latin-1"), name, text_args)
         result = super().call(__context, __obj, *args, **kwargs)
         if budget is not None:
             budget.check_size(_sized(result))

@@ -71,6 +71,15 @@ def test_ordinary_templates_render_loops_filters_and_formatting() -> None:
     assert rendered["text_body"] == "1. A, 2. B | 003.1 | x! | p/q"
 
 
+def test_guarded_methods_and_filters_still_work_on_ordinary_input() -> None:
+    source = (
+        "{{ range(3)|map('string')|join(',') }}|{{ '-'.join(range(3)|map('string')) }}|"
+        "{{ 'a'.encode().center(3) }}|{{ ','.encode().join(['x'.encode(), 'y'.encode()]) }}|"
+        "{{ [1]|tojson }}|{{ 'ab'|center(4) }}"
+    )
+    assert render(text(source), {})["text_body"] == "0,1,2|0-1-2|b' a '|b'x,y'|[1]| ab "
+
+
 def test_a_thousand_item_loop_is_well_within_budget() -> None:
     rendered = render(text("{% for i in range(1000) %}{{ i }}{% endfor %}"), {})
     assert rendered["text_body"] is not None and len(rendered["text_body"]) > 1000
@@ -109,6 +118,12 @@ HOSTILE = {
     "format width": "{{ '{:1000000000}'.format(1) }}",
     "batch fill": "{{ [1]|batch(1000000000, 0)|list }}",
     "replace blow-up": "{{ ('a' * 200000)|replace('a', 'aaaaaaaa') }}",
+    "bytes method width": "{{ 'x'.encode().center(1000000000) }}",
+    "tojson indent": "{{ range(100)|list|tojson(100000000) }}",
+    "precision": "{{ '%.1000000000f' % 1.5 }}",
+    "join separator": "{{ range(10000)|join('x' * 200000) }}",
+    "join of an iterator": "{{ range(10000)|map('string')|join('x' * 200000) }}",
+    "str.join of an iterator": "{{ ('x' * 200000).join(range(10000)|map('string')) }}",
     "list mutation": "{% set l = [1] %}{{ l.append(2) }}",
     "lorem ipsum generator": "{{ lipsum(1000000000) }}",
 }
