@@ -6,7 +6,14 @@ import re
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    field_validator,
+)
 
 from shared.template_client import CODE_PATTERN
 
@@ -14,11 +21,21 @@ Channel = Literal["email", "push"]
 
 _LOCALE = re.compile(r"^[A-Za-z]{2,3}(?:[-_][A-Za-z0-9]{2,8})*$")
 
+
+def _no_nul(value: str) -> str:
+    # PostgreSQL cannot store NUL in text: refuse it here with the field's name.
+    if "\x00" in value:
+        raise ValueError("must not contain NUL characters")
+    return value
+
+
+NoNul = AfterValidator(_no_nul)
 Code = Annotated[str, StringConstraints(pattern=CODE_PATTERN)]
-Name = Annotated[str, StringConstraints(min_length=1, max_length=200, strip_whitespace=True)]
+Name = Annotated[str, StringConstraints(min_length=1, max_length=200, strip_whitespace=True), NoNul]
+Description = Annotated[str, StringConstraints(max_length=2000), NoNul]
 # A header-bound line: CR/LF in the template source could split a header.
 OneLine = Annotated[str, StringConstraints(min_length=1, max_length=998, pattern=r"^[^\r\n\x00]*$")]
-Body = Annotated[str, StringConstraints(min_length=1, max_length=60_000)]
+Body = Annotated[str, StringConstraints(min_length=1, max_length=60_000), NoNul]
 
 EMAIL_ONLY = ("subject", "text_body", "html_body")
 PUSH_ONLY = ("title", "body", "data", "image_url")
@@ -66,7 +83,7 @@ class VersionFields(BaseModel):
     data: (
         dict[Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_.-]{1,64}$")], Body] | None
     ) = Field(default=None, max_length=50)
-    image_url: Annotated[str, StringConstraints(min_length=1, max_length=2048)] | None = None
+    image_url: Annotated[str, StringConstraints(min_length=1, max_length=2048), NoNul] | None = None
 
     def check_channel(self) -> list[dict[str, str]]:
         """Field errors for a body that does not fit its channel (empty when it fits)."""
@@ -97,14 +114,14 @@ class _LocaleMixin(BaseModel):
 class TemplateCreate(VersionFields, _LocaleMixin):
     code: Code
     name: Name
-    description: Annotated[str, StringConstraints(max_length=2000)] | None = None
+    description: Description | None = None
 
 
 class TemplateUpdate(VersionFields, _LocaleMixin):
     """A new version for (code, channel, locale); it becomes active."""
 
     name: Name | None = None
-    description: Annotated[str, StringConstraints(max_length=2000)] | None = None
+    description: Description | None = None
 
 
 class ActivateRequest(_LocaleMixin):

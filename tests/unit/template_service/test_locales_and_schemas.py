@@ -101,3 +101,9 @@ def test_template_version_exposes_fields_for_its_channel() -> None:
     }
     with pytest.raises(ValidationError):
         email.version = 2  # type: ignore[misc]
+
+
+def test_nul_characters_are_refused_with_the_field_name() -> None:
+    with pytest.raises(ValidationError) as exc:
+        TemplateCreate(code="ok", channel="email", name="n", subject="s", text_body="a\x00b")
+    assert exc.value.errors()[0]["loc"] == ("text_body",)
