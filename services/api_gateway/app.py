@@ -13,7 +13,12 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from services.api_gateway.api_keys import ApiKeyStore
 from services.api_gateway.breaker import CircuitBreaker
-from services.api_gateway.clients import Dependency, TemplateLookup, UserClient
+from services.api_gateway.clients import (
+    Dependency,
+    TemplateLookup,
+    UserClient,
+    create_user_session,
+)
 from services.api_gateway.db import create_pool
 from services.api_gateway.deps import RATE_LIMIT_STATE, Gateway
 from services.api_gateway.idempotency import IdempotencyStore
@@ -122,10 +127,9 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         )
 
     timeout = settings.gateway_dependency_timeout_seconds
-    user_http = create_http_client(
-        settings,
-        base_url=settings.user_service_url,
-        headers=internal_headers(settings),
+    user_http = create_user_session(
+        settings.user_service_url,
+        internal_key=settings.internal_api_key.get_secret_value(),
         timeout_seconds=timeout,
     )
     template_http = create_http_client(
@@ -154,9 +158,6 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     users = UserClient(
         user_http,
         dependency("user_service"),
-        redis=redis,
-        redis_breaker=redis_breaker,
-        keys=keys,
         ttl_seconds=settings.gateway_contact_cache_ttl_seconds,
     )
     templates = TemplateLookup(
@@ -192,7 +193,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         await publisher.close()
         await template_client.aclose()
         await template_http.aclose()
-        await user_http.aclose()
+        await user_http.close()
         await redis.aclose()
         await engine.dispose()
         await pool.close()

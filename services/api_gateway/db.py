@@ -30,12 +30,19 @@ async def _init_connection(conn: asyncpg.Connection) -> None:
     await conn.set_type_codec("jsonb", encoder=_dumps, decoder=orjson.loads, schema="pg_catalog")
 
 
+async def _keep_session(conn: asyncpg.Connection) -> None:
+    """Replaces asyncpg's default reset on release (`RESET ALL`, `UNLISTEN *`, ... : one more
+    round trip per query). The gateway never changes session state, and asyncpg still rolls
+    back a transaction left open."""
+
+
 async def create_pool(settings: Settings, *, application_name: str) -> asyncpg.Pool:
     pool: asyncpg.Pool = await asyncpg.create_pool(
         asyncpg_dsn(settings.database_url),
         min_size=1,
         max_size=settings.db_pool_size,
         init=_init_connection,
+        reset=_keep_session,
         timeout=5,
         command_timeout=10,
         server_settings={"application_name": application_name},

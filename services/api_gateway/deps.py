@@ -42,7 +42,8 @@ class Gateway:
     send: SendService
 
 
-def get_gateway(request: Request) -> Gateway:
+async def get_gateway(request: Request) -> Gateway:
+    # async on purpose: FastAPI runs a sync dependency in a worker thread.
     gateway: Gateway = request.app.state.gateway
     return gateway
 

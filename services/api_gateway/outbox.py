@@ -20,6 +20,7 @@ import asyncio
 import contextlib
 import logging
 import random
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -111,6 +112,8 @@ class Outbox:
         self._wake = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
         self._stopping = False
+        self._inline_failures = 0
+        self._last_failure_log = -1e9
 
     # --- the request path ---------------------------------------------------------------
 
@@ -122,7 +125,7 @@ class Outbox:
                     self._publish(message), self.settings.gateway_inline_publish_timeout_seconds
                 )
             except (PublishError, TimeoutError) as exc:
-                logger.warning("inline publish failed (%s); the relay will retry", exc)
+                self._log_inline_failure(exc)
             else:
                 OUTBOX_PUBLISHED.labels("inline").inc()
                 self._published.append(outbox_id)
@@ -134,6 +137,20 @@ class Outbox:
             logger.warning("could not mark outbox row due: %s", type(exc).__name__)
         self._wake.set()
         return False
+
+    def _log_inline_failure(self, exc: Exception) -> None:
+        # Under a broker outage every send fails here: one line per few seconds is enough
+        # (the counter has the exact number), and logging is not free on the hot path.
+        self._inline_failures += 1
+        now = time.monotonic()
+        if now - self._last_failure_log >= 5.0:
+            logger.warning(
+                "inline publish failed %d time(s) (last: %s); the relay will publish",
+                self._inline_failures,
+                str(exc) or type(exc).__name__,
+            )
+            self._inline_failures = 0
+            self._last_failure_log = now
 
     async def _publish(self, message: OutboxMessage) -> None:
         topology = self.publisher.topology
