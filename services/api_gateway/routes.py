@@ -59,6 +59,22 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
         503: "`dependency_unavailable` (see `Retry-After`)",
     }.items()
 }
+
+
+def _errors(*codes: int) -> dict[int | str, dict[str, Any]]:
+    return {code: _ERRORS[code] for code in codes}
+
+
+_READ_ERRORS = _errors(401, 429)
+_READ_ERRORS[404] = {"model": ErrorEnvelope, "description": "`notification_not_found`"}
+_READ_ERRORS[422] = {"model": ErrorEnvelope, "description": "`validation_error`"}
+_CALLBACK_ERRORS: dict[int | str, dict[str, Any]] = {
+    400: {"model": ErrorEnvelope, "description": "malformed JSON"},
+    401: {"model": ErrorEnvelope, "description": "`invalid_internal_key`"},
+    404: {"model": ErrorEnvelope, "description": "`notification_not_found`"},
+    413: _ERRORS[413],
+    422: {"model": ErrorEnvelope, "description": "`validation_error` or `channel_mismatch`"},
+}
 _SEND_RESPONSES: dict[int | str, dict[str, Any]] = {
     202: {"model": Envelope[Accepted], "description": "accepted (queued, scheduled or skipped)"},
     **_ERRORS,
@@ -143,7 +159,7 @@ async def send_notification_hng(
     "/v1/notifications/{ref}/status",
     tags=["notifications"],
     summary="A notification's status and history",
-    responses={200: {"model": Envelope[StatusDetail]}, 404: {"model": ErrorEnvelope}},
+    responses={200: {"model": Envelope[StatusDetail]}, **_READ_ERRORS},
     response_class=Response,
 )
 async def notification_status(
@@ -165,7 +181,7 @@ async def notification_status(
     "/v1/notifications",
     tags=["notifications"],
     summary="Your notifications, newest first",
-    responses={200: {"model": Envelope[list[StatusSummary]]}},
+    responses={200: {"model": Envelope[list[StatusSummary]]}, **_READ_ERRORS},
     response_class=Response,
 )
 async def list_notifications(
@@ -206,6 +222,7 @@ _TYPE_OF = text("SELECT notification_type FROM api_gateway.notification_statuses
     tags=["internal"],
     summary="Status callback from workers and provider receipts (internal key)",
     response_model=Envelope[CallbackResult],
+    responses=_CALLBACK_ERRORS,
 )
 @router.post("/api/v1/{channel}/status", include_in_schema=False)
 async def status_callback(
