@@ -8,7 +8,10 @@ import logging
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 
-from fastapi import FastAPI
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
+from sqlalchemy.exc import InterfaceError as SQLAlchemyInterfaceError
+from sqlalchemy.exc import OperationalError as SQLAlchemyOperationalError
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from services.api_gateway.api_keys import ApiKeyStore
@@ -19,7 +22,7 @@ from services.api_gateway.clients import (
     UserClient,
     create_user_session,
 )
-from services.api_gateway.db import create_pool
+from services.api_gateway.db import DB_UNAVAILABLE, create_pool
 from services.api_gateway.deps import RATE_LIMIT_STATE, Gateway
 from services.api_gateway.idempotency import IdempotencyStore
 from services.api_gateway.outbox import Outbox, broker_ready
@@ -29,6 +32,7 @@ from services.api_gateway.send import SendService
 from services.api_gateway.settings import GatewaySettings
 from services.api_gateway.store import NotificationStore
 from shared.db import create_engine
+from shared.envelope import error_body
 from shared.errors import DependencyUnavailable
 from shared.health import HealthCheck, health_router
 from shared.http import create_service_app
@@ -86,6 +90,16 @@ class RateLimitHeadersMiddleware:
             await send(message)
 
         await self.app(scope, receive, send_with_headers)
+
+
+async def _database_unavailable(_: Request, exc: Exception) -> JSONResponse:
+    """PostgreSQL down is a 503 the client may retry (nothing was accepted), not a 500."""
+    logger.warning("database unavailable: %s", type(exc).__name__)
+    return JSONResponse(
+        error_body("dependency_unavailable", "the database is unavailable; try again shortly"),
+        status_code=503,
+        headers={"Retry-After": "1"},
+    )
 
 
 async def _connect_publisher(publisher: Publisher) -> None:
@@ -222,6 +236,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         max_body_bytes=resolved.max_body_bytes,
     )
     app.state.settings = resolved
+    for error in (*DB_UNAVAILABLE, SQLAlchemyOperationalError, SQLAlchemyInterfaceError):
+        app.add_exception_handler(error, _database_unavailable)
     app.add_middleware(RateLimitHeadersMiddleware)
     app.include_router(router)
     app.include_router(health_router(SERVICE, lambda: _checks(app)))

@@ -15,6 +15,16 @@ import orjson
 
 from shared.settings import Settings
 
+DB_UNAVAILABLE: tuple[type[BaseException], ...] = (
+    OSError,
+    TimeoutError,
+    asyncpg.InterfaceError,
+    asyncpg.PostgresConnectionError,
+    asyncpg.exceptions.OperatorInterventionError,
+    asyncpg.exceptions.InsufficientResourcesError,
+)
+"""Errors that mean "PostgreSQL is unreachable or refusing", not "the query is wrong"."""
+
 
 def asyncpg_dsn(database_url: str) -> str:
     """`postgresql+asyncpg://...` (SQLAlchemy's spelling) as a plain libpq URL for asyncpg."""

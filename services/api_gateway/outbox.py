@@ -29,6 +29,7 @@ from prometheus_client import Counter, Gauge
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from services.api_gateway.db import DB_UNAVAILABLE
 from services.api_gateway.settings import GatewaySettings
 from shared.messaging.publisher import Publisher, PublishError
 from shared.notification_status import NotificationStatus, transition
@@ -133,7 +134,10 @@ class Outbox:
         OUTBOX_PUBLISH_FAILURES.labels("inline").inc()
         try:
             await self.pool.execute(_MAKE_DUE, outbox_id)
-        except (OSError, asyncpg.PostgresError) as exc:  # it becomes due after the grace anyway
+        except (
+            *DB_UNAVAILABLE,
+            asyncpg.PostgresError,
+        ) as exc:  # it becomes due after the grace anyway
             logger.warning("could not mark outbox row due: %s", type(exc).__name__)
         self._wake.set()
         return False
@@ -199,7 +203,7 @@ class Outbox:
         ids, self._published = self._published, []
         try:
             await self.pool.execute(_DELETE_IDS, ids)
-        except (OSError, asyncpg.PostgresError) as exc:
+        except (*DB_UNAVAILABLE, asyncpg.PostgresError) as exc:
             # Left in place they would be published again by the relay: harmless, but put
             # them back so the next flush tries first.
             logger.warning("outbox delete failed (%s); will retry", type(exc).__name__)
@@ -286,7 +290,7 @@ class Outbox:
             if row.status == S.SCHEDULED:
                 await transition(conn, row.notification_id, S.QUEUED, detail="quiet hours are over")
                 return True
-            return row.status == S.QUEUED
+            return bool(row.status == S.QUEUED)
         return row.status in (S.QUEUED, S.SCHEDULED)
 
     async def _relay_publish(self, row: Any) -> str | None:
@@ -306,7 +310,7 @@ class Outbox:
         return None
 
     def _delay(self, attempts: int) -> float:
-        step = min(self.settings.outbox_max_backoff_seconds, 0.5 * 2**attempts)
+        step = min(self.settings.outbox_max_backoff_seconds, 0.5 * 2.0 ** min(attempts, 30))
         return step / 2 + random.uniform(0, step / 2)
 
     async def _housekeeping_loop(self) -> None:
@@ -315,6 +319,6 @@ class Outbox:
                 OUTBOX_BACKLOG.set(await self.pool.fetchval(_COUNT))
                 if self._purge_expired is not None:
                     await self._purge_expired()
-            except (OSError, asyncpg.PostgresError) as exc:
+            except (*DB_UNAVAILABLE, asyncpg.PostgresError) as exc:
                 logger.warning("outbox housekeeping failed: %s", type(exc).__name__)
             await asyncio.sleep(60)

@@ -105,3 +105,15 @@ async def test_cli_creates_a_key_printed_once_that_authenticates(
     finally:
         await conn.close()
     assert stored != key and len(stored) == 64  # only the hash is kept
+
+
+async def test_database_unavailable_is_503_with_retry_after(
+    gw: Running, upstream: Upstream
+) -> None:
+    await gw.gateway.pool.close()  # what the request sees when PostgreSQL is gone
+    response = await gw.client.post(
+        "/v1/notifications/send", json=send_body(upstream.add_user()), headers=gw.headers
+    )
+    assert response.status_code == 503
+    assert response.json()["error"] == "dependency_unavailable"
+    assert response.headers["retry-after"] == "1"
