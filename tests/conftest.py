@@ -110,6 +110,24 @@ async def _delete_prefix(settings: Settings) -> None:
 
 
 @pytest.fixture(scope="session")
+def make_vhost(base_settings: Settings) -> Iterator[Callable[[str], str]]:
+    """A factory of extra vhosts (removed at the end of the run) for tests that run whole
+    workers, so those workers never take messages meant for another test."""
+    made: list[str] = []
+
+    def make(purpose: str) -> str:
+        vhost = f"notif_test_{RUN_ID}_{purpose}"
+        _rabbitmqctl("add_vhost", vhost)
+        _rabbitmqctl("set_permissions", "-p", vhost, "guest", ".*", ".*", ".*")
+        made.append(vhost)
+        return f"amqp://guest:guest@127.0.0.1:5672/{vhost}"
+
+    yield make
+    for vhost in made:
+        _rabbitmqctl("delete_vhost", vhost)
+
+
+@pytest.fixture(scope="session")
 def base_env(base_settings: Settings) -> dict[str, str]:
     """Environment variables for subprocesses that should see `base_settings`."""
     return settings_env(base_settings)

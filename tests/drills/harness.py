@@ -68,8 +68,10 @@ class Drill:
         self.stack = Stack(default_specs(settings), settings_env(settings), log_dir)
 
     @classmethod
-    async def create(cls, name: str, base: Settings, log_dir: Path, **overrides: Any) -> Drill:
-        settings = stack_settings(base).model_copy(update=overrides)
+    async def create(
+        cls, name: str, base: Settings, rabbitmq_url: str, log_dir: Path, **overrides: Any
+    ) -> Drill:
+        settings = stack_settings(base, rabbitmq_url).model_copy(update=overrides)
         seeded = await seed_all(settings)
         return cls(name, settings, log_dir, str(seeded["user_service"]["demo_user_id"]))
 

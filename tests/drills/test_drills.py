@@ -37,12 +37,14 @@ def assert_books_balance(tally: Tally, *, allowed_duplicates: int = 0) -> None:
 
 
 @pytest.fixture
-async def drill_factory(base_settings: Settings, tmp_path: Path) -> AsyncIterator:  # type: ignore[type-arg]
+async def drill_factory(base_settings: Settings, make_vhost, tmp_path: Path) -> AsyncIterator:  # type: ignore[no-untyped-def, type-arg]
     drills: list[Drill] = []
     proxies: list[FaultProxy] = []
 
     async def make(name: str, **overrides: object) -> Drill:
-        drill = await Drill.create(name, base_settings, tmp_path / name, **overrides)
+        drill = await Drill.create(
+            name, base_settings, make_vhost(name.replace("-", "_")), tmp_path / name, **overrides
+        )
         drill.stack.start()
         await asyncio.to_thread(drill.stack.wait_healthy, timeout=60)
         drills.append(drill)

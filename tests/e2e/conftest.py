@@ -4,7 +4,7 @@ Redis prefix: the same launcher `make run` uses."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -16,7 +16,7 @@ from shared.settings import Settings
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def stack_settings(base: Settings) -> Settings:
+def stack_settings(base: Settings, rabbitmq_url: str) -> Settings:
     ports = {
         name: free_port()
         for name in (
@@ -39,21 +39,22 @@ def stack_settings(base: Settings) -> Settings:
             "template_service_url": f"http://127.0.0.1:{ports['template_service_port']}",
             "api_gateway_url": f"http://127.0.0.1:{ports['api_gateway_port']}",
             "log_format": "json",
+            "rabbitmq_url": rabbitmq_url,
         }
     )
 
 
-@pytest.fixture(scope="session")
-def stack_settings_fixture(base_settings: Settings) -> Settings:
-    return stack_settings(base_settings)
+@pytest.fixture(scope="module")
+def stack_settings_fixture(base_settings: Settings, make_vhost: Callable[[str], str]) -> Settings:
+    return stack_settings(base_settings, make_vhost("e2e"))
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def seeded(stack_settings_fixture: Settings) -> dict[str, object]:
     return asyncio.run(seed_all(stack_settings_fixture))
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def stack(
     stack_settings_fixture: Settings,
     seeded: dict[str, object],

@@ -7,9 +7,9 @@ import uuid
 import aio_pika
 import pytest
 
+from shared.messaging.message import Channel
 from shared.messaging.publisher import Publisher
 from shared.messaging.topology import FAILED_QUEUE, declare_topology, delay_queue_name
-from shared.messaging.message import Channel
 from shared.settings import Settings
 from tests.conftest import wait_for
 
@@ -22,7 +22,12 @@ async def test_declaring_the_topology_twice_is_harmless(base_settings: Settings)
         second = await declare_topology(channel, base_settings.retry_delay_levels_ms)
         assert first.work_queues.keys() == second.work_queues.keys()
         # Passive declares succeed only if the queues really exist with these names.
-        for name in ("email.queue", "push.queue", FAILED_QUEUE, delay_queue_name(Channel.EMAIL, 100)):
+        for name in (
+            "email.queue",
+            "push.queue",
+            FAILED_QUEUE,
+            delay_queue_name(Channel.EMAIL, 100),
+        ):
             await channel.declare_queue(name, passive=True)
     finally:
         await connection.close()
@@ -67,6 +72,8 @@ async def test_an_unroutable_publish_is_an_error_not_a_silent_loss(
     try:
         assert publisher.topology is not None
         with pytest.raises(PublishError):
-            await publisher.publish(publisher.topology.work_exchange, routing_key=routing_key, body=b"{}")
+            await publisher.publish(
+                publisher.topology.work_exchange, routing_key=routing_key, body=b"{}"
+            )
     finally:
         await publisher.close()

@@ -23,7 +23,8 @@ def _settings_classes() -> list[type[BaseSettings]]:
         except ModuleNotFoundError:
             continue
         classes += [
-            v for v in vars(module).values()
+            v
+            for v in vars(module).values()
             if isinstance(v, type) and issubclass(v, BaseSettings) and v is not BaseSettings
         ]
     return classes
