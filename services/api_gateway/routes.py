@@ -28,7 +28,7 @@ from services.api_gateway.schemas import (
 from services.api_gateway.send import SendResult
 from shared.auth import InternalKey
 from shared.envelope import Envelope, ErrorEnvelope, PageMeta, ok
-from shared.errors import NotFound, ValidationFailed
+from shared.errors import BadRequest, NotFound, ValidationFailed
 from shared.messaging.message import Channel
 from shared.notification_status import NotificationStatus, transition
 
@@ -103,7 +103,10 @@ async def _send(
 ) -> Response:
     key = parse_idempotency_key(idempotency_key)
     await enforce_rate_limit(request, gateway, api_key, scope="send", user_id=command.user_id)
-    raw = orjson.loads(await request.body())
+    try:
+        raw = orjson.loads(await request.body())
+    except orjson.JSONDecodeError as exc:  # valid for Python's parser, not for strict JSON
+        raise BadRequest("the request body is not valid JSON", code="invalid_json") from exc
     result = await gateway.send.send(
         api_key, command, idempotency_key=key, fingerprint=fingerprint(raw)
     )

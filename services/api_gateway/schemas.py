@@ -6,12 +6,15 @@ Unknown top-level fields are refused (a typo is a 422 naming it, not a silently 
 
 from __future__ import annotations
 
+import math
+import re
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
 from pydantic import (
+    AfterValidator,
     AnyUrl,
     BaseModel,
     ConfigDict,
@@ -25,11 +28,40 @@ from shared.messaging.message import Channel
 from shared.notification_status import NotificationStatus
 
 PRIORITY_WORDS = {"low": 2, "normal": 5, "high": 8}
+MAX_DEPTH = 32
+_UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
+
+
+def _storable(value: Any, depth: int = 0) -> Any:
+    """Refuse what PostgreSQL's text/jsonb cannot store (NUL, lone surrogates) or JSON cannot
+    carry (NaN, Infinity: Python's parser accepts them), anywhere in a nested value, so it is a
+    422 at the edge instead of a database error later."""
+    if depth > MAX_DEPTH:
+        raise ValueError(f"nested deeper than {MAX_DEPTH} levels")
+    if isinstance(value, str):
+        if _UNSTORABLE.search(value):
+            raise ValueError("contains a NUL character or an unpaired surrogate")
+    elif isinstance(value, float):
+        if not math.isfinite(value):
+            raise ValueError("numbers must be finite")
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            _storable(key, depth + 1)
+            _storable(item, depth + 1)
+    elif isinstance(value, list):
+        for item in value:
+            _storable(item, depth + 1)
+    return value
+
+
+JsonObject = Annotated[dict[str, Any], AfterValidator(_storable)]
+RequestId = Annotated[
+    str, StringConstraints(min_length=1, max_length=255), AfterValidator(_storable)
+]
 
 TemplateCode = Annotated[
     str, StringConstraints(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$")
 ]
-RequestId = Annotated[str, StringConstraints(min_length=1, max_length=255)]
 Locale = Annotated[
     str,
     StringConstraints(
@@ -77,13 +109,13 @@ class SendRequest(BaseModel):
     user_id: uuid.UUID
     template_code: TemplateCode | None = None
     template_slug: TemplateCode | None = Field(default=None, description="Alias of template_code.")
-    variables: dict[str, Any] = Field(default_factory=dict)
+    variables: JsonObject = Field(default_factory=dict)
     request_id: RequestId | None = None
     priority: Literal["low", "normal", "high"] | PriorityNumber = Field(
         default="normal", description='"low" | "normal" | "high" (2/5/8) or 0-9.'
     )
     locale: Locale | None = None
-    metadata: dict[str, Any] = Field(default_factory=dict)
+    metadata: JsonObject = Field(default_factory=dict)
 
     @model_validator(mode="after")
     def _aliases_agree(self) -> SendRequest:
@@ -119,9 +151,14 @@ class HngVariables(BaseModel):
 
     model_config = ConfigDict(extra="allow")
 
-    name: Annotated[str, StringConstraints(min_length=1, max_length=200)]
+    name: Annotated[str, StringConstraints(min_length=1, max_length=200), AfterValidator(_storable)]
     link: AnyUrl
-    meta: dict[str, Any] | None = None
+    meta: JsonObject | None = None
+
+    @model_validator(mode="after")
+    def _extras_storable(self) -> HngVariables:
+        _storable(self.model_extra or {})
+        return self
 
 
 class HngSendRequest(BaseModel):
@@ -135,7 +172,7 @@ class HngSendRequest(BaseModel):
     variables: HngVariables
     request_id: RequestId | None = None
     priority: PriorityNumber = 5
-    metadata: dict[str, Any] | None = None
+    metadata: JsonObject | None = None
 
     def to_command(self) -> SendCommand:
         variables = self.variables.model_dump(mode="json", exclude_none=True)
@@ -205,7 +242,9 @@ class StatusCallback(BaseModel):
     notification_id: uuid.UUID
     status: Literal["delivered", "pending", "failed"]
     timestamp: datetime | None = None
-    error: Annotated[str, StringConstraints(max_length=2000)] | None = None
+    error: Annotated[str, StringConstraints(max_length=2000), AfterValidator(_storable)] | None = (
+        None
+    )
 
 
 class CallbackResult(BaseModel):

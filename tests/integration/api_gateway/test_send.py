@@ -236,3 +236,31 @@ async def test_quiet_hours_schedule_and_the_relay_releases_when_due(
         return (await _status_row(gw, data["notification_id"]))["status"] == "queued"
 
     await wait_for(queued, timeout=5)
+
+
+async def test_text_the_database_cannot_store_is_422_never_500(
+    gw: Running, upstream: Upstream
+) -> None:
+    user_id = upstream.add_user()
+    bodies = [
+        send_body(user_id, request_id="nul\u0000id"),
+        send_body(user_id, variables={"name": "A\u0000", "link": "https://x.test"}),
+        send_body(user_id, metadata={"k\u0000": 1}),
+    ]
+    for body in bodies:
+        response = await gw.client.post("/v1/notifications/send", json=body, headers=gw.headers)
+        assert response.status_code == 422, response.text
+        assert response.json()["error"] == "validation_error"
+    raw_cases = [
+        b'{"notification_type":"email","user_id":"%s","template_code":"welcome",'
+        b'"variables":{"name":"\\ud800","link":"https://x.test"}}' % str(user_id).encode(),
+        b'{"notification_type":"email","user_id":"%s","template_code":"welcome",'
+        b'"variables":{"name":"Ada","link":"https://x.test","n":NaN}}' % str(user_id).encode(),
+    ]
+    for raw in raw_cases:
+        response = await gw.client.post(
+            "/v1/notifications/send",
+            content=raw,
+            headers={**gw.headers, "Content-Type": "application/json"},
+        )
+        assert response.status_code in (400, 422), response.text

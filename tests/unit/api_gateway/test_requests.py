@@ -110,3 +110,27 @@ def test_rate_decision_headers() -> None:
     }
     refused = RateDecision(False, 10, 0, 60, 6, refused_by="user")
     assert refused.headers()["Retry-After"] == "6"
+
+
+@pytest.mark.parametrize(
+    "fields",
+    [
+        {"request_id": "a\u0000b"},
+        {"variables": {"x": ["ok", {"deep": "\ud800"}]}},
+        {"metadata": {"n": float("nan")}},
+        {"metadata": {"n": float("inf")}},
+    ],
+)
+def test_unstorable_values_are_refused_at_the_edge(fields: dict[str, object]) -> None:
+    with pytest.raises(ValidationError):
+        _send(**fields)
+
+
+def test_deeply_nested_variables_are_refused() -> None:
+    deep: dict[str, object] = {}
+    node = deep
+    for _ in range(40):
+        node["x"] = {}
+        node = node["x"]  # type: ignore[assignment]
+    with pytest.raises(ValidationError, match="nested deeper"):
+        _send(variables=deep)
