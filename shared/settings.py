@@ -61,7 +61,10 @@ class Settings(BaseSettings):
     worker_prefetch: int = 50
     worker_shutdown_seconds: float = 10.0
     retry_max_attempts: int = 5
-    retry_base_delay_ms: int = 1000
+    # How long a worker keeps retrying the `delivered` write after a successful send before it
+    # gives the message back (which would send it again): covers short database outages.
+    status_write_retry_seconds: float = 30.0
+    retry_base_delay_ms: int = 4000
     retry_max_delay_ms: int = 300_000
     # Delay queues exist once per level; a retry waits in the smallest level that covers its
     # (jittered) backoff, so these are the only waits RabbitMQ ever holds.

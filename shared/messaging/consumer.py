@@ -40,6 +40,7 @@ from aio_pika.abc import (
 from aiormq.exceptions import AMQPError
 from pydantic import ValidationError
 from sqlalchemy.exc import InterfaceError, OperationalError
+from tenacity import AsyncRetrying, retry_if_exception, stop_after_delay, wait_exponential
 
 from shared.logging import correlation_id_var
 from shared.messaging.message import Channel, NotificationMessage
@@ -337,16 +338,35 @@ class ConsumerRuntime:
                 incoming, message, f"unexpected: {type(exc).__name__}", None
             )
 
-        await self.status.transition(
-            message.notification_id,
-            NotificationStatus.DELIVERED,
-            attempt=message.attempt,
-            provider_id=_short(result.provider_message_id) if result.provider_message_id else None,
-            detail=_short(result.detail) if result.detail else None,
-        )
+        await self._record_delivered(message, result)
         await incoming.ack()
         logger.info("delivered notification %s", message.notification_id)
         return "delivered"
+
+    async def _record_delivered(self, message: NotificationMessage, result: DeliveryResult) -> None:
+        """Write `delivered`, riding out a short database outage.
+
+        The provider already has the message: giving up here would requeue it and send it
+        again, so this write (and only this one) is retried in place, with backoff, for up to
+        `status_write_retry_seconds` before the message is left to a redelivery.
+        """
+        retrying = AsyncRetrying(
+            retry=retry_if_exception(_is_outage),
+            wait=wait_exponential(multiplier=0.1, max=2.0),
+            stop=stop_after_delay(self.settings.status_write_retry_seconds),
+            reraise=True,
+        )
+        async for attempt in retrying:
+            with attempt:
+                await self.status.transition(
+                    message.notification_id,
+                    NotificationStatus.DELIVERED,
+                    attempt=message.attempt,
+                    provider_id=(
+                        _short(result.provider_message_id) if result.provider_message_id else None
+                    ),
+                    detail=_short(result.detail) if result.detail else None,
+                )
 
     async def _retry_or_fail(
         self,

@@ -65,6 +65,7 @@ class Drill:
         self.demo_user_id = demo_user_id
         self.run_marker = uuid.uuid4().hex[:8]
         self.sent: list[Sent] = []
+        self.last_errors: Counter[str | None] = Counter()
         self.stack = Stack(default_specs(settings), settings_env(settings), log_dir)
 
     @classmethod
@@ -117,11 +118,13 @@ class Drill:
         try:
             ids = [uuid.UUID(s.notification_id) for s in self.sent if s.notification_id]
             rows = await conn.fetch(
-                "SELECT id, status FROM api_gateway.notification_statuses WHERE id = ANY($1::uuid[])",
+                "SELECT id, status, last_error FROM api_gateway.notification_statuses"
+                " WHERE id = ANY($1::uuid[])",
                 ids,
             )
         finally:
             await conn.close()
+        self.last_errors = Counter(r["last_error"] for r in rows if r["status"] == "failed")
         return {str(r["id"]): r["status"] for r in rows}
 
     async def received_markers(self, channel: str) -> Counter[str]:
@@ -129,7 +132,7 @@ class Drill:
         async with httpx.AsyncClient(timeout=10) as client:
             if channel == "email":
                 url = f"http://127.0.0.1:{self.settings.inbox_http_port}/api/v1/messages"
-                listing = (await client.get(url, params={"limit": 100000})).json()
+                listing = (await client.get(url, params={"limit": 5000})).json()
                 texts = [m["Subject"] for m in listing["messages"]]
             else:
                 listing = (
@@ -163,6 +166,8 @@ class Drill:
             tally.duplicates += max(0, copies - 1)
             tally.lost += status == "delivered" and copies == 0
         print(tally.line())
+        if tally.failed:
+            print(f"drill {self.name}: failures by last error: {dict(self.last_errors)}")
         return tally
 
 

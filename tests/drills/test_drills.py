@@ -136,14 +136,20 @@ async def test_redis_stopped_for_a_few_seconds(drill_factory, base_settings: Set
 
 
 async def test_smtp_server_refusing_for_a_while(drill_factory) -> None:  # type: ignore[no-untyped-def]
-    drill: Drill = await drill_factory("smtp-refusing")
+    # Production retries span about a minute; the drill scales that down but keeps the budget
+    # (about 4-8 s over five attempts) longer than the outage (about 1 s), as it must be.
+    drill: Drill = await drill_factory(
+        "smtp-refusing",
+        retry_base_delay_ms=500,
+        retry_delay_levels_ms=[250, 500, 1000, 2000, 4000],
+    )
     control = f"http://127.0.0.1:{drill.settings.inbox_http_port}/api/control/faults"
 
     async def refuse(i: int) -> None:
         async with httpx.AsyncClient(timeout=5) as client:
             if i == BATCH // 4:
                 (await client.post(control, json={"mode": "refuse"})).raise_for_status()
-            if i == 3 * BATCH // 4:
+            if i == BATCH // 4 + int(RATE):
                 (await client.post(control, json={"mode": "none"})).raise_for_status()
 
     await drill.send_batch(BATCH, rate=RATE, during=refuse)
