@@ -17,8 +17,14 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from shared.envelope import error_body
 from shared.errors import install_error_handlers
-from shared.logging import CORRELATION_HEADER, clean_correlation_id, correlation_id_var
+from shared.logging import (
+    CORRELATION_HEADER,
+    clean_correlation_id,
+    correlation_id_var,
+    setup_logging,
+)
 from shared.metrics import HTTP_LATENCY, HTTP_REQUESTS, metrics_router
+from shared.settings import Settings
 
 _CORRELATION_HEADER_BYTES = CORRELATION_HEADER.lower().encode()
 
@@ -166,3 +172,21 @@ def create_service_app(
 
 async def empty_lifespan(_: FastAPI) -> AsyncIterator[None]:
     yield
+
+
+def serve(app: FastAPI, *, service: str, settings: Settings, port: int) -> None:
+    """Run one service under uvicorn with the shared logging: every `__main__` calls this.
+
+    The graceful-shutdown timeout leaves a worker time to finish the messages in hand.
+    """
+    import uvicorn
+
+    setup_logging(service, settings.log_level, settings.log_format)
+    uvicorn.run(
+        app,
+        host=settings.bind_host,
+        port=port,
+        log_config=None,
+        access_log=False,
+        timeout_graceful_shutdown=int(settings.worker_shutdown_seconds) + 5,
+    )

@@ -1,23 +1,19 @@
-"""`python -m services.api_gateway`: serve the gateway on `api_gateway_port`."""
+"""`python -m services.api_gateway`: serve the gateway on `API_GATEWAY_PORT`."""
 
 from __future__ import annotations
 
-import uvicorn
-
 from services.api_gateway.app import create_app
 from services.api_gateway.settings import GatewaySettings
-from shared.logging import setup_logging
+from shared.http import serve
 
 
 def main() -> None:
     settings = GatewaySettings()
-    setup_logging("api_gateway", settings.log_level, settings.log_format)
-    uvicorn.run(
+    serve(
         create_app(settings),
-        host=settings.bind_host,
+        service="api_gateway",
+        settings=settings,
         port=settings.api_gateway_port,
-        log_config=None,
-        access_log=False,
     )
 
 

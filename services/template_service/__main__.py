@@ -2,22 +2,18 @@
 
 from __future__ import annotations
 
-import uvicorn
-
 from services.template_service.app import SERVICE, create_app
 from services.template_service.settings import template_settings
-from shared.logging import setup_logging
+from shared.http import serve
 
 
 def main() -> None:
     settings = template_settings()
-    setup_logging(SERVICE, settings.log_level, settings.log_format)
-    uvicorn.run(
+    serve(
         create_app(settings),
-        host=settings.bind_host,
+        service=SERVICE,
+        settings=settings,
         port=settings.template_service_port,
-        log_config=None,
-        access_log=False,
     )
 
 

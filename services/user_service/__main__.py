@@ -2,23 +2,14 @@
 
 from __future__ import annotations
 
-import uvicorn
-
 from services.user_service.app import SERVICE, create_app
 from services.user_service.settings import user_service_settings
-from shared.logging import setup_logging
+from shared.http import serve
 
 
 def main() -> None:
     settings = user_service_settings()
-    setup_logging(SERVICE, settings.log_level, settings.log_format)
-    uvicorn.run(
-        create_app(settings),
-        host=settings.bind_host,
-        port=settings.user_service_port,
-        log_config=None,
-        access_log=False,
-    )
+    serve(create_app(settings), service=SERVICE, settings=settings, port=settings.user_service_port)
 
 
 if __name__ == "__main__":
