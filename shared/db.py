@@ -9,7 +9,10 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
+import asyncpg
+import orjson
 from sqlalchemy import MetaData, text
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
@@ -68,3 +71,52 @@ async def session_scope(factory: async_sessionmaker[AsyncSession]) -> AsyncItera
 async def check_database(engine: AsyncEngine) -> None:
     async with engine.connect() as conn:
         await conn.execute(text("SELECT 1"))
+
+
+DB_UNAVAILABLE: tuple[type[BaseException], ...] = (
+    OSError,
+    TimeoutError,
+    asyncpg.InterfaceError,
+    asyncpg.PostgresConnectionError,
+    asyncpg.exceptions.OperatorInterventionError,
+    asyncpg.exceptions.InsufficientResourcesError,
+)
+"""Errors that mean "PostgreSQL is unreachable or refusing", not "the query is wrong"."""
+
+
+def asyncpg_dsn(database_url: str) -> str:
+    """`postgresql+asyncpg://...` (SQLAlchemy's spelling) as a plain libpq URL for asyncpg."""
+    scheme, sep, rest = database_url.partition("://")
+    return f"{scheme.split('+', 1)[0]}{sep}{rest}" if sep else database_url
+
+
+def _dumps(value: Any) -> str:
+    return orjson.dumps(value).decode()
+
+
+async def _init_connection(conn: asyncpg.Connection) -> None:
+    await conn.set_type_codec("jsonb", encoder=_dumps, decoder=orjson.loads, schema="pg_catalog")
+
+
+async def _keep_session(conn: asyncpg.Connection) -> None:
+    """Replaces asyncpg's default reset on release (`RESET ALL`, `UNLISTEN *`, ... : one more
+    round trip per query). The gateway never changes session state, and asyncpg still rolls
+    back a transaction left open."""
+
+
+async def create_asyncpg_pool(
+    settings: Settings, *, application_name: str, max_size: int | None = None
+) -> asyncpg.Pool:
+    """A plain asyncpg pool for hot paths (the send path, status transitions): SQLAlchemy's
+    async layer costs a good part of the per-message CPU budget (FACTS.md)."""
+    pool: asyncpg.Pool = await asyncpg.create_pool(
+        asyncpg_dsn(settings.database_url),
+        min_size=1,
+        max_size=max_size or settings.db_pool_size,
+        init=_init_connection,
+        reset=_keep_session,
+        timeout=5,
+        command_timeout=10,
+        server_settings={"application_name": application_name},
+    )
+    return pool

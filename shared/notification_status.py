@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
-from datetime import datetime
 from enum import StrEnum
 
+import asyncpg
 from sqlalchemy import (
     BigInteger,
     Column,
@@ -28,7 +28,7 @@ from sqlalchemy import (
     text,
 )
 from sqlalchemy.dialects.postgresql import JSONB, UUID
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from shared.db import NAMING_CONVENTION
 
@@ -126,17 +126,16 @@ class TransitionResult:
     """The status after the call: the new one if applied, else the one found (None: no row)."""
 
 
-_TRANSITION_SQL = text(
-    f"""
+_TRANSITION_SQL = f"""
     WITH params AS (
-        SELECT CAST(:to_status AS varchar) AS to_status,
-               CAST(:attempt AS integer) AS attempt,
-               CAST(:error AS text) AS error,
-               CAST(:provider_id AS text) AS provider_id,
-               CAST(:detail AS text) AS detail,
-               CAST(:bump_generation AS integer) AS bump,
-               CAST(:stale_guard AS integer) AS stale_guard,
-               CAST(:allowed_from AS varchar[]) AS allowed_from
+        SELECT CAST($2 AS varchar) AS to_status,
+               CAST($3 AS integer) AS attempt,
+               CAST($4 AS text) AS error,
+               CAST($5 AS text) AS provider_id,
+               CAST($6 AS text) AS detail,
+               CAST($7 AS integer) AS bump,
+               CAST($8 AS integer) AS stale_guard,
+               CAST($9 AS varchar[]) AS allowed_from
     ), upd AS (
         UPDATE {SCHEMA}.notification_statuses AS n
            SET status = p.to_status,
@@ -149,7 +148,7 @@ _TRANSITION_SQL = text(
                                    ELSE n.delivered_at END,
                generation = n.generation + p.bump
           FROM params AS p
-         WHERE n.id = :id
+         WHERE n.id = $1
            AND n.status = ANY(p.allowed_from)
            AND (p.stale_guard = 0 OR n.attempts <= p.attempt)
      RETURNING n.id, n.status, n.generation, p.attempt, p.detail
@@ -160,10 +159,46 @@ _TRANSITION_SQL = text(
         ON CONFLICT ON CONSTRAINT uq_history_once DO NOTHING
     )
     SELECT status FROM upd
-    """
-)
+"""
+"""One statement, atomic on its own: no explicit transaction (and no BEGIN/COMMIT round
+trips) is needed around it. Positional `$n` parameters, so the same text runs on a raw asyncpg
+pool (the workers' hot path) and through SQLAlchemy's `exec_driver_sql` (the gateway)."""
 
-_CURRENT_SQL = text(f"SELECT status FROM {SCHEMA}.notification_statuses WHERE id = :id")
+_CURRENT_SQL = f"SELECT status FROM {SCHEMA}.notification_statuses WHERE id = $1"
+
+
+def _transition_args(
+    notification_id: uuid.UUID,
+    to_status: NotificationStatus,
+    *,
+    attempt: int,
+    detail: str | None,
+    error: str | None,
+    provider_id: str | None,
+    allowed_from: frozenset[NotificationStatus] | None,
+    bump_generation: bool,
+    stale_guard: bool,
+) -> tuple[object, ...]:
+    allowed = allowed_from if allowed_from is not None else ALLOWED_FROM[to_status]
+    return (
+        notification_id,
+        to_status.value,
+        attempt,
+        error[:2000] if error else None,
+        provider_id,
+        detail,
+        1 if bump_generation else 0,
+        1 if stale_guard else 0,
+        [s.value for s in allowed],
+    )
+
+
+def _result(applied_status: str | None, current: str | None) -> TransitionResult:
+    if applied_status is not None:
+        return TransitionResult(applied=True, status=NotificationStatus(applied_status))
+    return TransitionResult(
+        applied=False, status=NotificationStatus(current) if current is not None else None
+    )
 
 
 async def transition(
@@ -181,66 +216,73 @@ async def transition(
 ) -> TransitionResult:
     """Move one notification to `to_status` if the move is allowed; report what happened.
 
+    For callers already inside a SQLAlchemy transaction (the gateway's callback and relay).
     `stale_guard` refuses a message whose attempt is older than one already seen, so an old
     redelivery that races its own retry is dropped instead of sending twice.
     """
-    allowed = allowed_from if allowed_from is not None else ALLOWED_FROM[to_status]
-    row = (
-        await conn.execute(
-            _TRANSITION_SQL,
-            {
-                "id": notification_id,
-                "to_status": to_status.value,
-                "attempt": attempt,
-                "detail": detail,
-                "error": error[:2000] if error else None,
-                "provider_id": provider_id,
-                "allowed_from": [s.value for s in allowed],
-                "bump_generation": 1 if bump_generation else 0,
-                "stale_guard": 1 if stale_guard else 0,
-            },
-        )
-    ).first()
-    if row is not None:
-        return TransitionResult(applied=True, status=NotificationStatus(row[0]))
-    current = (await conn.execute(_CURRENT_SQL, {"id": notification_id})).scalar()
-    return TransitionResult(
-        applied=False, status=NotificationStatus(current) if current is not None else None
+    args = _transition_args(
+        notification_id,
+        to_status,
+        attempt=attempt,
+        detail=detail,
+        error=error,
+        provider_id=provider_id,
+        allowed_from=allowed_from,
+        bump_generation=bump_generation,
+        stale_guard=stale_guard,
     )
+    applied = (await conn.exec_driver_sql(_TRANSITION_SQL, args)).scalar()
+    if applied is not None:
+        return _result(applied, None)
+    return _result(None, (await conn.exec_driver_sql(_CURRENT_SQL, (notification_id,))).scalar())
 
 
 class StatusStore:
-    """Status updates from a worker, each in its own short transaction."""
+    """Status updates from a worker: one statement each over a plain asyncpg pool."""
 
-    def __init__(self, engine: AsyncEngine) -> None:
-        self.engine = engine
+    def __init__(self, pool: asyncpg.Pool) -> None:
+        self.pool = pool
 
     async def transition(
-        self, notification_id: uuid.UUID, to_status: NotificationStatus, **kwargs: object
+        self,
+        notification_id: uuid.UUID,
+        to_status: NotificationStatus,
+        *,
+        attempt: int = 0,
+        detail: str | None = None,
+        error: str | None = None,
+        provider_id: str | None = None,
+        allowed_from: frozenset[NotificationStatus] | None = None,
+        bump_generation: bool = False,
+        stale_guard: bool = False,
     ) -> TransitionResult:
-        async with self.engine.begin() as conn:
-            return await transition(conn, notification_id, to_status, **kwargs)  # type: ignore[arg-type]
+        args = _transition_args(
+            notification_id,
+            to_status,
+            attempt=attempt,
+            detail=detail,
+            error=error,
+            provider_id=provider_id,
+            allowed_from=allowed_from,
+            bump_generation=bump_generation,
+            stale_guard=stale_guard,
+        )
+        applied = await self.pool.fetchval(_TRANSITION_SQL, *args)
+        if applied is not None:
+            return _result(applied, None)
+        return _result(None, await self.pool.fetchval(_CURRENT_SQL, notification_id))
 
     async def reopen_failed(self, notification_id: uuid.UUID, detail: str) -> TransitionResult:
         """A DLQ replay: the one way out of `failed`, recorded in the history."""
-        async with self.engine.begin() as conn:
-            return await transition(
-                conn,
-                notification_id,
-                NotificationStatus.QUEUED,
-                detail=detail,
-                attempt=0,
-                allowed_from=frozenset({NotificationStatus.FAILED}),
-                bump_generation=True,
-            )
+        return await self.transition(
+            notification_id,
+            NotificationStatus.QUEUED,
+            detail=detail,
+            attempt=0,
+            allowed_from=frozenset({NotificationStatus.FAILED}),
+            bump_generation=True,
+        )
 
     async def current(self, notification_id: uuid.UUID) -> NotificationStatus | None:
-        async with self.engine.connect() as conn:
-            value = (await conn.execute(_CURRENT_SQL, {"id": notification_id})).scalar()
+        value = await self.pool.fetchval(_CURRENT_SQL, notification_id)
         return NotificationStatus(value) if value is not None else None
-
-
-def utcnow() -> datetime:
-    from datetime import UTC
-
-    return datetime.now(UTC)

@@ -79,7 +79,7 @@ class Settings(BaseSettings):
     smtp_password: SecretStr | None = None
     smtp_security: Literal["none", "starttls", "tls"] = "none"
     smtp_timeout_seconds: float = 10.0
-    smtp_pool_size: int = 4
+    smtp_pool_size: int = 16
     email_from_address: str = "notifications@example.com"
     email_from_name: str = "Notifications"
     email_unsubscribe_url: str | None = None

@@ -23,8 +23,8 @@ from dataclasses import dataclass
 
 import asyncpg
 
-from services.api_gateway.db import asyncpg_dsn
 from services.api_gateway.settings import GatewaySettings
+from shared.db import asyncpg_dsn
 
 KEY_PREFIX = "ngw_"
 _CACHE_MAX = 10_000

@@ -22,7 +22,6 @@ from services.api_gateway.clients import (
     UserClient,
     create_user_session,
 )
-from services.api_gateway.db import DB_UNAVAILABLE, create_pool
 from services.api_gateway.deps import RATE_LIMIT_STATE, Gateway
 from services.api_gateway.idempotency import IdempotencyStore
 from services.api_gateway.outbox import Outbox, broker_ready
@@ -31,7 +30,7 @@ from services.api_gateway.routes import router
 from services.api_gateway.send import SendService
 from services.api_gateway.settings import GatewaySettings
 from services.api_gateway.store import NotificationStore
-from shared.db import create_engine
+from shared.db import DB_UNAVAILABLE, create_asyncpg_pool, create_engine
 from shared.envelope import error_body
 from shared.errors import DependencyUnavailable
 from shared.health import HealthCheck, health_router
@@ -115,7 +114,7 @@ async def _connect_publisher(publisher: Publisher) -> None:
 @asynccontextmanager
 async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     settings: GatewaySettings = app.state.settings
-    pool = await create_pool(settings, application_name=SERVICE)
+    pool = await create_asyncpg_pool(settings, application_name=SERVICE)
     engine = create_engine(
         settings.model_copy(update={"db_pool_size": 2, "db_max_overflow": 3}),
         application_name=f"{SERVICE}-relay",

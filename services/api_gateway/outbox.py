@@ -29,8 +29,8 @@ from prometheus_client import Counter, Gauge
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from services.api_gateway.db import DB_UNAVAILABLE
 from services.api_gateway.settings import GatewaySettings
+from shared.db import DB_UNAVAILABLE
 from shared.messaging.publisher import Publisher, PublishError
 from shared.notification_status import NotificationStatus, transition
 

@@ -7,7 +7,7 @@ from typing import Any
 import asyncpg
 
 from services.api_gateway.api_keys import store_key
-from services.api_gateway.db import asyncpg_dsn
+from shared.db import asyncpg_dsn
 from shared.settings import Settings
 
 

@@ -1,11 +1,13 @@
 """The FCM HTTP v1 client: an OAuth2 access token from a service account, and `messages:send`.
 
-Why google-auth + httpx rather than pyfcm: pyfcm 2.x sends with `requests` and sleeps on
+Why google-auth (+ aiohttp for sends) rather than pyfcm: pyfcm 2.x sends with `requests` and sleeps on
 `Retry-After` inside the call, which would block the worker's event loop (and every other
 message in hand) for as long as FCM asks. Here google-auth only signs the service-account
 assertion and keeps the token (its `token_uri` honoured, cached until shortly before expiry);
 the one blocking refresh runs in a thread behind a lock, so it happens once, off the loop.
-Sends go through one shared `httpx.AsyncClient` under a semaphore of `fcm_concurrency`; a
+Sends go through one shared aiohttp session under a semaphore of `fcm_concurrency` (httpx's
+async client cost about 10 ms of CPU per send under load here, FACTS.md and
+docs/guides/benchmark.md; aiohttp a fraction of that); a
 `Retry-After` is returned to the caller, which schedules the retry through a delay queue
 instead of sleeping.
 """
@@ -19,7 +21,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
+import aiohttp
 import httpx
+import orjson
 from google.auth import exceptions as google_exceptions
 from google.auth.transport import Request as GoogleRequest
 from google.auth.transport import Response as GoogleResponse
@@ -183,16 +187,25 @@ class FcmClient:
         self.project_id = project_id
         self.tokens = tokens
         self._url = f"{base_url.rstrip('/')}/v1/projects/{project_id}/messages:send"
-        # The semaphore, not the pool, bounds concurrency: httpx slows down sharply when many
-        # requests contend for its pool (see docs/architecture.md, "Push delivery").
         self._semaphore = asyncio.Semaphore(concurrency)
-        self._http = httpx.AsyncClient(
-            timeout=httpx.Timeout(timeout_seconds, connect=min(timeout_seconds, 3.0)),
-            limits=httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency),
+        self._concurrency = concurrency
+        self._timeout = aiohttp.ClientTimeout(
+            total=timeout_seconds, connect=min(timeout_seconds, 3.0)
         )
+        self._session: aiohttp.ClientSession | None = None
+
+    def _http(self) -> aiohttp.ClientSession:
+        # Made on first use: an aiohttp session belongs to the running event loop.
+        if self._session is None:
+            self._session = aiohttp.ClientSession(
+                timeout=self._timeout,
+                connector=aiohttp.TCPConnector(limit=self._concurrency),
+            )
+        return self._session
 
     async def aclose(self) -> None:
-        await self._http.aclose()
+        if self._session is not None:
+            await self._session.close()
         self.tokens.close()
 
     async def send(self, token: str, message: Mapping[str, Any]) -> SendResult:
@@ -219,61 +232,74 @@ class FcmClient:
         return result or SendResult(token, "transient", error="UNAUTHENTICATED")
 
     async def _post(self, token: str, body: dict[str, Any], access: str) -> SendResult | None:
+        headers = {"Authorization": f"Bearer {access}", "Content-Type": "application/json"}
         try:
-            response = await self._http.post(
-                self._url, json=body, headers={"Authorization": f"Bearer {access}"}
-            )
-        except httpx.HTTPError as exc:
+            async with self._http().post(self._url, data=orjson.dumps(body), headers=headers) as r:
+                answer = FcmAnswer(r.status, dict(r.headers), _json(await r.read()))
+        except (aiohttp.ClientError, TimeoutError) as exc:
             return SendResult(token, "transient", error=type(exc).__name__)
-        if response.status_code == 200:
-            return SendResult(token, "accepted", name=_json(response).get("name"))
-        if response.status_code == 401 and _error_code(response) is None:
+        if answer.status == 200:
+            return SendResult(token, "accepted", name=answer.body.get("name"))
+        if answer.status == 401 and _error_code(answer) is None:
             return None
-        return classify_error(token, response)
+        return classify_error(token, answer)
 
 
-def classify_error(token: str, response: httpx.Response) -> SendResult:
+@dataclass(frozen=True)
+class FcmAnswer:
+    """What FCM answered, independent of the HTTP client."""
+
+    status: int
+    headers: Mapping[str, str]
+    body: dict[str, Any]
+
+    def header(self, name: str) -> str | None:
+        wanted = name.lower()
+        return next((v for k, v in self.headers.items() if k.lower() == wanted), None)
+
+
+def classify_error(token: str, answer: FcmAnswer) -> SendResult:
     """Map an FCM error answer to what the sender should do with that device."""
-    status = response.status_code
-    code = _error_code(response) or _json(response).get("error", {}).get("status") or str(status)
-    retry_after = parse_retry_after(response.headers.get("retry-after"))
+    status = answer.status
+    code = _error_code(answer) or answer.body.get("error", {}).get("status") or str(status)
+    retry_after = parse_retry_after(answer.header("retry-after"))
     if status == 429 or status >= 500:
         return SendResult(token, "transient", error=code, retry_after_seconds=retry_after)
     if code == "UNREGISTERED":
         return SendResult(token, "unregistered", error=code)
-    if code == "INVALID_ARGUMENT" and _blames_token(response):
+    if code == "INVALID_ARGUMENT" and _blames_token(answer):
         return SendResult(token, "invalid_token", error=code)
     return SendResult(token, "rejected", error=code)
 
 
-def _json(response: httpx.Response) -> dict[str, Any]:
+def _json(raw: bytes) -> dict[str, Any]:
     try:
-        body = response.json()
-    except ValueError:
+        body = orjson.loads(raw)
+    except orjson.JSONDecodeError:
         return {}
     return body if isinstance(body, dict) else {}
 
 
-def _details(response: httpx.Response) -> list[dict[str, Any]]:
-    error = _json(response).get("error")
+def _details(answer: FcmAnswer) -> list[dict[str, Any]]:
+    error = answer.body.get("error")
     details = error.get("details") if isinstance(error, dict) else None
     return [d for d in details if isinstance(d, dict)] if isinstance(details, list) else []
 
 
-def _error_code(response: httpx.Response) -> str | None:
-    for detail in _details(response):
+def _error_code(answer: FcmAnswer) -> str | None:
+    for detail in _details(answer):
         if detail.get("@type") == FCM_ERROR_TYPE and detail.get("errorCode"):
             return str(detail["errorCode"])
     return None
 
 
-def _blames_token(response: httpx.Response) -> bool:
+def _blames_token(answer: FcmAnswer) -> bool:
     """INVALID_ARGUMENT means a bad token unless FCM names another field of the message.
 
     Deleting a user's devices because our payload was malformed would be a disaster, so a
     field violation on anything but `message.token` keeps the token.
     """
-    for detail in _details(response):
+    for detail in _details(answer):
         if detail.get("@type") != BAD_REQUEST_TYPE:
             continue
         fields = {

@@ -42,6 +42,7 @@ from pydantic import ValidationError
 from sqlalchemy.exc import InterfaceError, OperationalError
 from tenacity import AsyncRetrying, retry_if_exception, stop_after_delay, wait_exponential
 
+from shared.db import DB_UNAVAILABLE
 from shared.logging import correlation_id_var
 from shared.messaging.message import Channel, NotificationMessage
 from shared.messaging.publisher import Publisher, PublishError
@@ -474,6 +475,7 @@ def _failure_key(incoming: AbstractIncomingMessage) -> str:
 
 
 _OUTAGES: tuple[type[BaseException], ...] = (
+    *DB_UNAVAILABLE,
     OSError,
     TimeoutError,
     OperationalError,

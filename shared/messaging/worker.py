@@ -20,7 +20,7 @@ from typing import Any
 
 from fastapi import APIRouter, FastAPI
 
-from shared.db import check_database, create_engine
+from shared.db import create_asyncpg_pool, create_engine
 from shared.health import HealthCheck, health_router
 from shared.http import create_service_app
 from shared.messaging.consumer import ConsumerRuntime, Sender
@@ -59,7 +59,8 @@ def create_worker_app(
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         engine = create_engine(settings, application_name=service)
         app.state.engine = engine
-        app.state.status_store = status_store = StatusStore(engine)
+        pool = await create_asyncpg_pool(settings, application_name=service)
+        app.state.status_store = status_store = StatusStore(pool)
         sender: Sender | None = None
         runtime: ConsumerRuntime | None = None
         try:
@@ -91,6 +92,8 @@ def create_worker_app(
                 await runtime.stop()
             if sender is not None:
                 await _close_sender(sender)
+            await pool.close()
+            await pool.close()
             await engine.dispose()
             logger.info("%s worker stopped", service)
 
@@ -116,10 +119,10 @@ def worker_checks(app: FastAPI) -> Mapping[str, HealthCheck]:
     runtime: ConsumerRuntime | None = getattr(app.state, "runtime", None)
 
     async def db() -> None:
-        engine = getattr(app.state, "engine", None)
-        if engine is None:
-            raise _Down("no engine")
-        await check_database(engine)
+        store: StatusStore | None = getattr(app.state, "status_store", None)
+        if store is None:
+            raise _Down("no database pool")
+        await store.pool.fetchval("SELECT 1")
 
     async def broker() -> None:
         if runtime is None or not runtime.publisher.is_connected:

@@ -16,6 +16,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import aio_pika
+import asyncpg
 import httpx
 import pytest
 from fastapi import FastAPI
@@ -23,6 +24,7 @@ from prometheus_client import REGISTRY
 from sqlalchemy import insert, select
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
+from shared.db import create_asyncpg_pool
 from shared.messaging.consumer import (
     ConsumerRuntime,
     DeliveryResult,
@@ -469,8 +471,8 @@ async def test_a_message_still_in_hand_at_the_deadline_is_redelivered_and_sent_o
 class _BrokenStatusStore(StatusStore):
     """A status store with a bug for one notification (not an outage)."""
 
-    def __init__(self, engine: AsyncEngine, broken: uuid.UUID) -> None:
-        super().__init__(engine)
+    def __init__(self, pool: asyncpg.Pool, broken: uuid.UUID) -> None:
+        super().__init__(pool)
         self.broken = broken
 
     async def transition(self, notification_id: uuid.UUID, *args: Any, **kwargs: Any) -> Any:
@@ -484,11 +486,12 @@ async def test_a_message_whose_handling_keeps_failing_is_poison_not_a_loop(
 ) -> None:
     settings = base_settings.model_copy(update={"retry_max_attempts": 3})
     message = await new_notification(engine)
+    pool = await create_asyncpg_pool(settings, application_name="test_worker")
     runtime = ConsumerRuntime(
         settings=settings,
         channel=Channel.EMAIL,
         sender=ScriptedSender(),
-        status_store=_BrokenStatusStore(engine, message.notification_id),
+        status_store=_BrokenStatusStore(pool, message.notification_id),
         service="test_worker",
     )
     runtime.requeue_pause_seconds = 0.01
@@ -498,6 +501,7 @@ async def test_a_message_whose_handling_keeps_failing_is_poison_not_a_loop(
         dead = await wait_for(dead_letter_of(base_settings, str(message.notification_id)))
     finally:
         await runtime.stop()
+        await pool.close()
     assert dead.headers["x-failure-reason"] == "handler_error"
     assert "a bug in handling" in dead.headers["x-failure-error"]
 

@@ -10,7 +10,7 @@ import pytest
 from sqlalchemy import insert, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from shared.db import create_engine
+from shared.db import create_asyncpg_pool, create_engine
 from shared.notification_status import (
     NotificationStatus as S,
 )
@@ -27,6 +27,13 @@ async def engine(base_settings: Settings) -> AsyncIterator[AsyncEngine]:
     engine = create_engine(base_settings, application_name="test")
     yield engine
     await engine.dispose()
+
+
+@pytest.fixture
+async def store(base_settings: Settings) -> AsyncIterator[StatusStore]:
+    pool = await create_asyncpg_pool(base_settings, application_name="test")
+    yield StatusStore(pool)
+    await pool.close()
 
 
 async def _new_row(engine: AsyncEngine) -> uuid.UUID:
@@ -55,9 +62,8 @@ async def _history(engine: AsyncEngine, notification_id: uuid.UUID) -> list[tupl
 
 
 async def test_a_stale_update_never_moves_a_delivered_notification_back(
-    engine: AsyncEngine,
+    engine: AsyncEngine, store: StatusStore
 ) -> None:
-    store = StatusStore(engine)
     nid = await _new_row(engine)
     assert (await store.transition(nid, S.PROCESSING, attempt=1)).applied
     assert (await store.transition(nid, S.DELIVERED, attempt=1, provider_id="m-1")).applied
@@ -68,8 +74,9 @@ async def test_a_stale_update_never_moves_a_delivered_notification_back(
     assert await store.current(nid) is S.DELIVERED
 
 
-async def test_a_redelivery_does_not_duplicate_history(engine: AsyncEngine) -> None:
-    store = StatusStore(engine)
+async def test_a_redelivery_does_not_duplicate_history(
+    engine: AsyncEngine, store: StatusStore
+) -> None:
     nid = await _new_row(engine)
     await store.transition(nid, S.PROCESSING, attempt=1)
     await store.transition(nid, S.PROCESSING, attempt=1)  # the same attempt redelivered
@@ -84,16 +91,18 @@ async def test_a_redelivery_does_not_duplicate_history(engine: AsyncEngine) -> N
     ]
 
 
-async def test_an_older_attempt_is_refused_once_a_newer_one_ran(engine: AsyncEngine) -> None:
-    store = StatusStore(engine)
+async def test_an_older_attempt_is_refused_once_a_newer_one_ran(
+    engine: AsyncEngine, store: StatusStore
+) -> None:
     nid = await _new_row(engine)
     await store.transition(nid, S.PROCESSING, attempt=2, stale_guard=True)
     old = await store.transition(nid, S.PROCESSING, attempt=1, stale_guard=True)
     assert not old.applied and old.status is S.PROCESSING
 
 
-async def test_concurrent_terminal_updates_apply_once(engine: AsyncEngine) -> None:
-    store = StatusStore(engine)
+async def test_concurrent_terminal_updates_apply_once(
+    engine: AsyncEngine, store: StatusStore
+) -> None:
     nid = await _new_row(engine)
     results = await asyncio.gather(
         *(store.transition(nid, S.DELIVERED, attempt=1) for _ in range(5)),
@@ -104,9 +113,8 @@ async def test_concurrent_terminal_updates_apply_once(engine: AsyncEngine) -> No
 
 
 async def test_a_replay_reopens_a_failed_notification_with_fresh_history(
-    engine: AsyncEngine,
+    engine: AsyncEngine, store: StatusStore
 ) -> None:
-    store = StatusStore(engine)
     nid = await _new_row(engine)
     await store.transition(nid, S.PROCESSING, attempt=1)
     await store.transition(nid, S.FAILED, attempt=1, error="550 no such user")

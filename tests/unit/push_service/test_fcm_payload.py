@@ -4,9 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-import httpx
-
-from services.push_service.fcm import classify_error, fingerprint
+from services.push_service.fcm import FcmAnswer, classify_error, fingerprint
 from services.push_service.payload import PushContent, build_message, content_from_rendered
 
 FCM_ERROR = "type.googleapis.com/google.firebase.fcm.v1.FcmError"
@@ -18,10 +16,10 @@ def _error(
     *,
     headers: dict[str, str] | None = None,
     extra: list[dict[str, Any]] | None = None,
-) -> httpx.Response:
+) -> FcmAnswer:
     details = ([{"@type": FCM_ERROR, "errorCode": code}] if code else []) + (extra or [])
     body = {"error": {"code": status, "message": "m", "status": "S", "details": details}}
-    return httpx.Response(status, json=body, headers=headers)
+    return FcmAnswer(status, headers or {}, body)
 
 
 def test_rendered_fields_become_content_with_data_and_link() -> None:
@@ -100,7 +98,7 @@ def test_quota_and_unavailable_are_transient_with_retry_after() -> None:
         "QUOTA_EXCEEDED",
         30.0,
     )
-    down = classify_error("t", httpx.Response(502, text="<html>bad gateway</html>"))
+    down = classify_error("t", FcmAnswer(502, {}, {}))
     assert (down.outcome, down.error, down.retry_after_seconds) == ("transient", "502", None)
 
 
