@@ -371,7 +371,7 @@ async def refuse_if_rate_limited(url: str, key: str, rate: float, users: int) ->
             f"the API key allows {per_second:.0f} requests/s (RateLimit-Limit {limit} per {window:.0f}s),"
             f" below --rate {rate:.0f}: raise it with `python -m services.api_gateway.api_keys"
             f" create --name bench --rate-limit <per-minute>` and pass --api-key, or raise"
-            f" GATEWAY_DEFAULT_RATE_LIMIT_PER_MINUTE / the per-user limit, then restart the gateway"
+            f" GATEWAY_RATE_LIMIT_PER_KEY (and GATEWAY_RATE_LIMIT_PER_USER against --users), then restart the gateway"
         )
     return None
 
@@ -388,7 +388,8 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     if refusal:
         raise SystemExit(f"bench: refusing to run: {refusal}")
     users = await ensure_users(settings, args.users)
-    result: dict[str, Any] = {"command": " ".join(["python -m scripts.bench", *sys.argv[1:]])}
+    shown = ["<key>" if arg == args.api_key else arg for arg in sys.argv[1:]]
+    result: dict[str, Any] = {"command": " ".join(["python -m scripts.bench", *shown])}
 
     pids = service_pids()
     cpu_before = {s: cpu_seconds(p) for s, p in pids.items()}
