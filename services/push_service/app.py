@@ -85,7 +85,7 @@ def _sender_factory(
         return PushSender(
             fcm=fcm,
             templates=template_source,
-            results=DeviceResults(app.state.engine),
+            results=DeviceResults(app.state.status_store.pool),
             registry=DeviceRegistry(config),
             max_attempts=config.retry_max_attempts,
         )

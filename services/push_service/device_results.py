@@ -13,12 +13,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 
-from sqlalchemy import func, select
-from sqlalchemy.dialects.postgresql import insert
-from sqlalchemy.ext.asyncio import AsyncEngine
+import asyncpg
 
 from services.push_service.fcm import SendResult
-from shared.notification_status import notification_device_results as table
+from shared.notification_status import SCHEMA
 
 
 class DeviceStatus(StrEnum):
@@ -48,42 +46,48 @@ def status_of(result: SendResult) -> DeviceStatus:
     return DeviceStatus.REJECTED
 
 
+_LOAD = f"""
+    SELECT device_token, status, provider_message_id
+      FROM {SCHEMA}.notification_device_results
+     WHERE notification_id = $1
+"""
+
+# One static statement for any number of devices (arrays unnested), so asyncpg's prepared
+# statement cache always hits; an `accepted` row is never downgraded.
+_RECORD = f"""
+    INSERT INTO {SCHEMA}.notification_device_results AS d
+           (notification_id, device_token, status, provider_message_id, error)
+    SELECT $1, t.token, t.status, t.name, t.error
+      FROM unnest($2::text[], $3::varchar[], $4::text[], $5::text[])
+           AS t(token, status, name, error)
+    ON CONFLICT (notification_id, device_token) DO UPDATE
+       SET status = EXCLUDED.status,
+           provider_message_id = EXCLUDED.provider_message_id,
+           error = EXCLUDED.error,
+           updated_at = now()
+     WHERE d.status <> 'accepted'
+"""
+
+
 class DeviceResults:
-    def __init__(self, engine: AsyncEngine) -> None:
-        self.engine = engine
+    """Reads and writes over the worker's plain asyncpg pool (the hot path, like statuses)."""
+
+    def __init__(self, pool: asyncpg.Pool) -> None:
+        self.pool = pool
 
     async def load(self, notification_id: uuid.UUID) -> dict[str, DeviceRecord]:
         """Every device token already tried for this notification, with its last result."""
-        query = select(table.c.device_token, table.c.status, table.c.provider_message_id).where(
-            table.c.notification_id == notification_id
-        )
-        async with self.engine.connect() as conn:
-            rows = await conn.execute(query)
-            return {token: DeviceRecord(DeviceStatus(status), name) for token, status, name in rows}
+        rows = await self.pool.fetch(_LOAD, notification_id)
+        return {r[0]: DeviceRecord(DeviceStatus(r[1]), r[2]) for r in rows}
 
     async def record(self, notification_id: uuid.UUID, results: Sequence[SendResult]) -> None:
         if not results:
             return
-        rows = [
-            {
-                "notification_id": notification_id,
-                "device_token": r.token,
-                "status": status_of(r).value,
-                "provider_message_id": r.name,
-                "error": r.error,
-            }
-            for r in results
-        ]
-        statement = insert(table).values(rows)
-        statement = statement.on_conflict_do_update(
-            index_elements=[table.c.notification_id, table.c.device_token],
-            set_={
-                "status": statement.excluded.status,
-                "provider_message_id": statement.excluded.provider_message_id,
-                "error": statement.excluded.error,
-                "updated_at": func.now(),
-            },
-            where=table.c.status != DeviceStatus.ACCEPTED.value,
+        await self.pool.execute(
+            _RECORD,
+            notification_id,
+            [r.token for r in results],
+            [status_of(r).value for r in results],
+            [r.name for r in results],
+            [r.error for r in results],
         )
-        async with self.engine.begin() as conn:
-            await conn.execute(statement)

@@ -1,9 +1,9 @@
 """One delivery worker = a small HTTP side and the consumer runtime, in one process.
 
 Both workers are built here; each passes only its channel and a `sender_factory`. The lifespan
-owns every resource: the database engine and `StatusStore`, the sender, the `ConsumerRuntime`
+owns every resource: the asyncpg pool and `StatusStore`, the sender, the `ConsumerRuntime`
 and the dead-letter admin. Shutdown runs in reverse: stop consuming and let the messages in
-hand finish (up to `worker_shutdown_seconds`), then close the sender and the engine, so a
+hand finish (up to `worker_shutdown_seconds`), then close the sender and the pool, so a
 message is never half-handled by a closed resource.
 
 Routes: `GET /health` (database, broker, consumer), `/metrics`, and the internal-key guarded
@@ -20,7 +20,7 @@ from typing import Any
 
 from fastapi import APIRouter, FastAPI
 
-from shared.db import create_asyncpg_pool, create_engine
+from shared.db import create_asyncpg_pool
 from shared.health import HealthCheck, health_router
 from shared.http import create_service_app
 from shared.messaging.consumer import ConsumerRuntime, Sender
@@ -52,13 +52,11 @@ def create_worker_app(
     description: str = "",
     health_paths: tuple[str, ...] = ("/health",),
 ) -> FastAPI:
-    """The worker app. `app.state` holds settings, engine, status_store, sender, runtime and
+    """The worker app. `app.state` holds settings, status_store, sender, runtime and
     dead_letters once the lifespan has started."""
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        engine = create_engine(settings, application_name=service)
-        app.state.engine = engine
         pool = await create_asyncpg_pool(settings, application_name=service)
         app.state.status_store = status_store = StatusStore(pool)
         sender: Sender | None = None
@@ -94,7 +92,6 @@ def create_worker_app(
                 await _close_sender(sender)
             await pool.close()
             await pool.close()
-            await engine.dispose()
             logger.info("%s worker stopped", service)
 
     app = create_service_app(
