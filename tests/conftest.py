@@ -110,13 +110,13 @@ async def _delete_prefix(settings: Settings) -> None:
 
 
 @pytest.fixture(scope="session")
-def make_vhost(base_settings: Settings) -> Iterator[Callable[[str], str]]:
+def make_vhost() -> Iterator[Callable[[str], str]]:
     """A factory of extra vhosts (removed at the end of the run) for tests that run whole
-    workers, so those workers never take messages meant for another test."""
+    workers, so those workers never take messages meant for another test. Returns the URL."""
     made: list[str] = []
 
     def make(purpose: str) -> str:
-        vhost = f"notif_test_{RUN_ID}_{purpose}"
+        vhost = f"notif_test_{RUN_ID}_{purpose}_{uuid.uuid4().hex[:6]}"
         _rabbitmqctl("add_vhost", vhost)
         _rabbitmqctl("set_permissions", "-p", vhost, "guest", ".*", ".*", ".*")
         made.append(vhost)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -42,7 +42,7 @@ from shared.notification_status import (
     notification_statuses,
 )
 from shared.settings import Settings
-from tests.conftest import _rabbitmqctl, wait_for
+from tests.conftest import wait_for
 
 KEY = {"X-Internal-API-Key": "test-internal-key"}
 
@@ -73,20 +73,9 @@ class ScriptedSender:
 
 
 @pytest.fixture(scope="module")
-def base_settings(base_settings: Settings) -> Iterator[Settings]:
-    """The run's settings on a RabbitMQ vhost of its own.
-
-    The end-to-end stack (session-scoped) runs a real email worker on the run's vhost; on a
-    shared vhost it would consume these tests' messages.
-    """
-    vhost = base_settings.rabbitmq_url.rsplit("/", 1)[1] + "-runtime"
-    _rabbitmqctl("add_vhost", vhost)
-    _rabbitmqctl("set_permissions", "-p", vhost, "guest", ".*", ".*", ".*")
-    url = base_settings.rabbitmq_url.rsplit("/", 1)[0] + "/" + vhost
-    try:
-        yield base_settings.model_copy(update={"rabbitmq_url": url})
-    finally:
-        _rabbitmqctl("delete_vhost", vhost)
+def base_settings(base_settings: Settings, make_vhost: Callable[[str], str]) -> Settings:
+    """The run's settings on a RabbitMQ vhost of this module's own (see tests/conftest.py)."""
+    return base_settings.model_copy(update={"rabbitmq_url": make_vhost("runtime")})
 
 
 @pytest.fixture(scope="module")

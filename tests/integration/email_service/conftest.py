@@ -7,7 +7,7 @@ serves the versions; everything else is real.
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -28,7 +28,6 @@ from shared.messaging.topology import declare_topology
 from shared.notification_status import notification_statuses
 from shared.settings import Settings
 from shared.template_client import TemplateNotFound, TemplateServiceUnavailable, TemplateVersion
-from tests.conftest import _rabbitmqctl
 
 WELCOME = TemplateVersion(
     code="welcome",
@@ -134,20 +133,10 @@ def new_message(**changes: Any) -> NotificationMessage:
 
 
 @pytest.fixture(scope="package")
-def base_settings(base_settings: Settings) -> Iterator[Settings]:
-    """The run's settings on a RabbitMQ vhost of its own.
-
-    The end-to-end stack (session-scoped) runs a real email worker on the run's vhost; on a
-    shared vhost it would consume these tests' messages.
-    """
-    vhost = base_settings.rabbitmq_url.rsplit("/", 1)[1] + "-email"
-    _rabbitmqctl("add_vhost", vhost)
-    _rabbitmqctl("set_permissions", "-p", vhost, "guest", ".*", ".*", ".*")
-    url = base_settings.rabbitmq_url.rsplit("/", 1)[0] + "/" + vhost
-    try:
-        yield base_settings.model_copy(update={"rabbitmq_url": url})
-    finally:
-        _rabbitmqctl("delete_vhost", vhost)
+def base_settings(base_settings: Settings, make_vhost: Callable[[str], str]) -> Settings:
+    """The run's settings on a RabbitMQ vhost of this package's own: the end-to-end stack runs
+    a real email worker, which on a shared vhost would consume these tests' messages."""
+    return base_settings.model_copy(update={"rabbitmq_url": make_vhost("email")})
 
 
 @pytest.fixture(scope="module")

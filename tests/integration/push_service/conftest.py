@@ -8,9 +8,8 @@ its own RabbitMQ vhost, so no other test's messages reach this worker's queues.
 from __future__ import annotations
 
 import json
-import subprocess
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -47,25 +46,12 @@ PROJECT = "push-test"
 INTERNAL_KEY = "test-internal-key"
 
 
-def _rabbitmqctl(*args: str) -> None:
-    subprocess.run(["rabbitmqctl", "-q", *args], check=True, capture_output=True, timeout=60)
-
-
 @pytest.fixture(scope="module")
-def push_base(base_settings: Settings) -> Iterator[Settings]:
+def push_base(base_settings: Settings, make_vhost: Callable[[str], str]) -> Settings:
     """`base_settings` on a vhost of this module's own; three attempts at most."""
-    vhost = base_settings.rabbitmq_url.rsplit("/", 1)[1] + "_push_" + uuid.uuid4().hex[:6]
-    _rabbitmqctl("add_vhost", vhost)
-    _rabbitmqctl("set_permissions", "-p", vhost, "guest", ".*", ".*", ".*")
-    try:
-        yield base_settings.model_copy(
-            update={
-                "rabbitmq_url": f"amqp://guest:guest@127.0.0.1:5672/{vhost}",
-                "retry_max_attempts": 3,
-            }
-        )
-    finally:
-        _rabbitmqctl("delete_vhost", vhost)
+    return base_settings.model_copy(
+        update={"rabbitmq_url": make_vhost("push"), "retry_max_attempts": 3}
+    )
 
 
 @pytest.fixture(scope="module")
