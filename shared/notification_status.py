@@ -11,6 +11,7 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass
 from enum import StrEnum
+from typing import TypedDict, Unpack
 
 import asyncpg
 from sqlalchemy import (
@@ -167,28 +168,37 @@ pool (the workers' hot path) and through SQLAlchemy's `exec_driver_sql` (the gat
 _CURRENT_SQL = f"SELECT status FROM {SCHEMA}.notification_statuses WHERE id = $1"
 
 
+class TransitionOptions(TypedDict, total=False):
+    """What a transition may carry besides its target; one definition for both entry points."""
+
+    attempt: int
+    detail: str | None
+    error: str | None
+    provider_id: str | None
+    allowed_from: frozenset[NotificationStatus] | None
+    bump_generation: bool
+    """A DLQ replay: a new run whose history rows must not collide with the first run's."""
+    stale_guard: bool
+    """Refuse a message whose attempt is older than one already seen, so an old redelivery
+    that races its own retry is dropped instead of sending twice."""
+
+
 def _transition_args(
-    notification_id: uuid.UUID,
-    to_status: NotificationStatus,
-    *,
-    attempt: int,
-    detail: str | None,
-    error: str | None,
-    provider_id: str | None,
-    allowed_from: frozenset[NotificationStatus] | None,
-    bump_generation: bool,
-    stale_guard: bool,
+    notification_id: uuid.UUID, to_status: NotificationStatus, options: TransitionOptions
 ) -> tuple[object, ...]:
-    allowed = allowed_from if allowed_from is not None else ALLOWED_FROM[to_status]
+    allowed = options.get("allowed_from")
+    if allowed is None:
+        allowed = ALLOWED_FROM[to_status]
+    error = options.get("error")
     return (
         notification_id,
         to_status.value,
-        attempt,
+        options.get("attempt", 0),
         error[:2000] if error else None,
-        provider_id,
-        detail,
-        1 if bump_generation else 0,
-        1 if stale_guard else 0,
+        options.get("provider_id"),
+        options.get("detail"),
+        1 if options.get("bump_generation") else 0,
+        1 if options.get("stale_guard") else 0,
         [s.value for s in allowed],
     )
 
@@ -205,32 +215,13 @@ async def transition(
     conn: AsyncConnection,
     notification_id: uuid.UUID,
     to_status: NotificationStatus,
-    *,
-    attempt: int = 0,
-    detail: str | None = None,
-    error: str | None = None,
-    provider_id: str | None = None,
-    allowed_from: frozenset[NotificationStatus] | None = None,
-    bump_generation: bool = False,
-    stale_guard: bool = False,
+    **options: Unpack[TransitionOptions],
 ) -> TransitionResult:
     """Move one notification to `to_status` if the move is allowed; report what happened.
 
     For callers already inside a SQLAlchemy transaction (the gateway's callback and relay).
-    `stale_guard` refuses a message whose attempt is older than one already seen, so an old
-    redelivery that races its own retry is dropped instead of sending twice.
     """
-    args = _transition_args(
-        notification_id,
-        to_status,
-        attempt=attempt,
-        detail=detail,
-        error=error,
-        provider_id=provider_id,
-        allowed_from=allowed_from,
-        bump_generation=bump_generation,
-        stale_guard=stale_guard,
-    )
+    args = _transition_args(notification_id, to_status, options)
     applied = (await conn.exec_driver_sql(_TRANSITION_SQL, args)).scalar()
     if applied is not None:
         return _result(applied, None)
@@ -247,26 +238,9 @@ class StatusStore:
         self,
         notification_id: uuid.UUID,
         to_status: NotificationStatus,
-        *,
-        attempt: int = 0,
-        detail: str | None = None,
-        error: str | None = None,
-        provider_id: str | None = None,
-        allowed_from: frozenset[NotificationStatus] | None = None,
-        bump_generation: bool = False,
-        stale_guard: bool = False,
+        **options: Unpack[TransitionOptions],
     ) -> TransitionResult:
-        args = _transition_args(
-            notification_id,
-            to_status,
-            attempt=attempt,
-            detail=detail,
-            error=error,
-            provider_id=provider_id,
-            allowed_from=allowed_from,
-            bump_generation=bump_generation,
-            stale_guard=stale_guard,
-        )
+        args = _transition_args(notification_id, to_status, options)
         applied = await self.pool.fetchval(_TRANSITION_SQL, *args)
         if applied is not None:
             return _result(applied, None)

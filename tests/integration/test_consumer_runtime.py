@@ -22,7 +22,7 @@ import pytest
 from fastapi import FastAPI
 from prometheus_client import REGISTRY
 from sqlalchemy import insert, select
-from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from shared.db import create_asyncpg_pool
 from shared.messaging.consumer import (
@@ -76,21 +76,6 @@ class ScriptedSender:
 def base_settings(base_settings: Settings, make_vhost: Callable[[str], str]) -> Settings:
     """The run's settings on a RabbitMQ vhost of this module's own (see tests/conftest.py)."""
     return base_settings.model_copy(update={"rabbitmq_url": make_vhost("runtime")})
-
-
-@pytest.fixture(scope="module")
-async def engine(base_settings: Settings) -> AsyncIterator[AsyncEngine]:
-    engine = create_async_engine(base_settings.database_url)
-    yield engine
-    await engine.dispose()
-
-
-@pytest.fixture(scope="module")
-async def publisher(base_settings: Settings) -> AsyncIterator[Publisher]:
-    publisher = Publisher(base_settings, connection_name="test-runtime-publisher")
-    await publisher.connect()
-    yield publisher
-    await publisher.close()
 
 
 @pytest.fixture

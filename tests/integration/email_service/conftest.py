@@ -17,7 +17,7 @@ import httpx
 import pytest
 from fastapi import FastAPI
 from sqlalchemy import insert, select
-from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from services.email_service.app import create_app
 from shared.devtools.smtp_inbox import SmtpInbox
@@ -137,21 +137,6 @@ def base_settings(base_settings: Settings, make_vhost: Callable[[str], str]) -> 
     """The run's settings on a RabbitMQ vhost of this package's own: the end-to-end stack runs
     a real email worker, which on a shared vhost would consume these tests' messages."""
     return base_settings.model_copy(update={"rabbitmq_url": make_vhost("email")})
-
-
-@pytest.fixture(scope="module")
-async def engine(base_settings: Settings) -> AsyncIterator[AsyncEngine]:
-    engine = create_async_engine(base_settings.database_url)
-    yield engine
-    await engine.dispose()
-
-
-@pytest.fixture(scope="module")
-async def publisher(base_settings: Settings) -> AsyncIterator[Publisher]:
-    publisher = Publisher(base_settings, connection_name="test-email-publisher")
-    await publisher.connect()
-    yield publisher
-    await publisher.close()
 
 
 @pytest.fixture

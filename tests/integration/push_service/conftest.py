@@ -19,7 +19,7 @@ import httpx
 import pytest
 from fastapi import FastAPI, Request
 from sqlalchemy import insert, select
-from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from services.push_service.app import create_app
 from shared.devtools.fcm_standin import create_app as create_standin
@@ -47,26 +47,11 @@ INTERNAL_KEY = "test-internal-key"
 
 
 @pytest.fixture(scope="module")
-def push_base(base_settings: Settings, make_vhost: Callable[[str], str]) -> Settings:
+def base_settings(base_settings: Settings, make_vhost: Callable[[str], str]) -> Settings:
     """`base_settings` on a vhost of this module's own; three attempts at most."""
     return base_settings.model_copy(
         update={"rabbitmq_url": make_vhost("push"), "retry_max_attempts": 3}
     )
-
-
-@pytest.fixture(scope="module")
-async def engine(push_base: Settings) -> AsyncIterator[AsyncEngine]:
-    engine = create_async_engine(push_base.database_url)
-    yield engine
-    await engine.dispose()
-
-
-@pytest.fixture(scope="module")
-async def publisher(push_base: Settings) -> AsyncIterator[Publisher]:
-    publisher = Publisher(push_base, connection_name="test-push-publisher")
-    await publisher.connect()
-    yield publisher
-    await publisher.close()
 
 
 @pytest.fixture(scope="module")
@@ -227,7 +212,7 @@ class PushHarness:
 
 @pytest.fixture
 async def harness_factory(
-    push_base: Settings,
+    base_settings: Settings,
     engine: AsyncEngine,
     publisher: Publisher,
     service_account_path: Path,
@@ -243,7 +228,7 @@ async def harness_factory(
         account = {**service_account, "token_uri": f"{standin_url}/token"}
         account_file = service_account_path.with_name(f"account-{port}.json")
         account_file.write_text(json.dumps(account))
-        settings = push_base.model_copy(
+        settings = base_settings.model_copy(
             update={
                 "fcm_base_url": standin_url,
                 "fcm_project_id": PROJECT,
