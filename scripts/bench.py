@@ -28,7 +28,7 @@ import aiohttp
 import asyncpg
 from sqlalchemy.engine import make_url
 
-from shared.devtools.stack import free_port
+from devtools.stack import free_port
 from shared.settings import Settings, get_settings
 
 SERVICES = {
@@ -37,8 +37,8 @@ SERVICES = {
     "push_service": "services.push_service",
     "user_service": "services.user_service",
     "template_service": "services.template_service",
-    "smtp_inbox (stand-in)": "shared.devtools.smtp_inbox",
-    "fcm_standin (stand-in)": "shared.devtools.fcm_standin",
+    "smtp_inbox (stand-in)": "devtools.smtp_inbox",
+    "fcm_standin (stand-in)": "devtools.fcm_standin",
 }
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 

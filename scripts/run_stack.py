@@ -12,8 +12,8 @@ import sys
 import threading
 from pathlib import Path
 
+from devtools.stack import ROOT, Stack, default_specs, settings_env
 from scripts.seed import seed_all
-from shared.devtools.stack import ROOT, Stack, default_specs, settings_env
 from shared.settings import get_settings
 
 

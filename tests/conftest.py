@@ -19,7 +19,7 @@ import asyncpg
 import pytest
 from redis.asyncio import Redis
 
-from shared.devtools.stack import settings_env
+from devtools.stack import settings_env
 from shared.migrate import migrate_all
 from shared.settings import Settings
 

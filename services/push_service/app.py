@@ -8,21 +8,15 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable
-from pathlib import Path
-from typing import Any
 
 from fastapi import FastAPI
 
+from services.push_service.credentials import service_account_info
 from services.push_service.device_results import DeviceResults
 from services.push_service.devices import DeviceRegistry
 from services.push_service.fcm import AccessTokenSource, FcmClient
 from services.push_service.sender import PushSender, TemplateSource
 from services.push_service.settings import push_settings
-from shared.devtools.fcm_standin import (
-    dev_service_account_path,
-    ensure_service_account_file,
-    load_service_account,
-)
 from shared.messaging.message import Channel
 from shared.messaging.worker import create_worker_app
 from shared.settings import Settings
@@ -30,33 +24,6 @@ from shared.settings import Settings
 SERVICE = "push_service"
 
 logger = logging.getLogger("services.push_service")
-
-
-class ServiceAccountMissing(RuntimeError):
-    """Production needs a real service-account file; the dev key is never made there."""
-
-
-def service_account_info(settings: Settings) -> dict[str, Any]:
-    """The service-account JSON the FCM client signs with.
-
-    Outside production a missing file is created with a fresh dev key whose `token_uri` is the
-    local stand-in (the stand-in does the same and trusts that key), so `make run` needs no
-    Google account.
-    """
-    configured = settings.fcm_service_account_file
-    path = Path(configured) if configured else dev_service_account_path(settings)
-    if settings.environment == "production":
-        if not configured or not path.exists():
-            raise ServiceAccountMissing(
-                "FCM_SERVICE_ACCOUNT_FILE must name a service-account JSON in production"
-            )
-    else:
-        ensure_service_account_file(
-            path,
-            project_id=settings.fcm_project_id,
-            token_uri=f"http://127.0.0.1:{settings.fcm_standin_port}/token",
-        )
-    return load_service_account(path)
 
 
 def _sender_factory(

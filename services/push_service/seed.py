@@ -8,8 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from services.push_service.app import service_account_info
-from shared.devtools.fcm_standin import dev_service_account_path
+from services.push_service.credentials import service_account_info, service_account_path
 from shared.settings import Settings
 
 
@@ -17,5 +16,5 @@ async def seed_demo(settings: Settings) -> dict[str, Any]:
     if settings.environment == "production":
         return {"service_account": "configured" if settings.fcm_service_account_file else None}
     info = service_account_info(settings)
-    path = settings.fcm_service_account_file or str(dev_service_account_path(settings))
+    path = str(service_account_path(settings))
     return {"service_account_file": path, "client_email": info["client_email"]}

@@ -23,8 +23,8 @@ import asyncpg
 import httpx
 from sqlalchemy.engine import make_url
 
+from devtools.stack import Stack, default_specs, settings_env
 from scripts.seed import seed_all
-from shared.devtools.stack import Stack, default_specs, settings_env
 from shared.settings import Settings
 from tests.e2e.conftest import stack_settings
 

@@ -16,8 +16,8 @@ import httpx
 import pytest
 from sqlalchemy.engine import make_url
 
-from shared.devtools.fault_proxy import FaultProxy, Mode
-from shared.devtools.stack import free_port
+from devtools.fault_proxy import FaultProxy, Mode
+from devtools.stack import free_port
 from shared.settings import Settings
 from tests.drills.harness import Drill, Tally
 

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from devtools.stack import Stack, default_specs, free_port, settings_env
 from scripts.seed import seed_all
-from shared.devtools.stack import Stack, default_specs, free_port, settings_env
 from shared.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -8,7 +8,7 @@ from typing import Any
 import httpx
 import pytest
 
-from shared.devtools.stack import Stack
+from devtools.stack import Stack
 from shared.settings import Settings
 from tests.conftest import wait_for
 

@@ -15,9 +15,10 @@ from typing import Any
 import httpx
 import pytest
 
+from devtools.fcm_standin import create_app, serve_in_process
+from devtools.stack import free_port
+from services.push_service.credentials import make_service_account
 from services.push_service.fcm import AccessTokenSource
-from shared.devtools.fcm_standin import create_app, make_service_account, serve_in_process
-from shared.devtools.stack import free_port
 
 PROJECT = "standin-test"
 

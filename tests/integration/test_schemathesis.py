@@ -33,8 +33,8 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
+from devtools.stack import free_port
 from shared.auth import issue_access_token
-from shared.devtools.stack import free_port
 from shared.settings import Settings
 
 MAX_EXAMPLES = 6

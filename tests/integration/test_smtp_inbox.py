@@ -13,8 +13,8 @@ import aiosmtplib
 import httpx
 import pytest
 
-from shared.devtools.smtp_inbox import SmtpInbox, create_inbox_app
-from shared.devtools.stack import ROOT, free_port
+from devtools.smtp_inbox import SmtpInbox, create_inbox_app
+from devtools.stack import ROOT, free_port
 from tests.conftest import wait_for
 
 
@@ -160,7 +160,7 @@ async def test_the_command_runs_both_servers_and_takes_a_starting_fault() -> Non
         [
             sys.executable,
             "-m",
-            "shared.devtools.smtp_inbox",
+            "devtools.smtp_inbox",
             f"--smtp-port={smtp_port}",
             f"--http-port={http_port}",
             "--fail-with=421",

@@ -7,8 +7,8 @@ import threading
 
 import pytest
 
-from shared.devtools.fault_proxy import FaultProxy, Mode
-from shared.devtools.stack import free_port
+from devtools.fault_proxy import FaultProxy, Mode
+from devtools.stack import free_port
 
 
 @pytest.fixture

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import asyncpg
 
+from devtools.stack import settings_env
 from services.api_gateway.seed import seed_demo
 from shared.db import asyncpg_dsn
-from shared.devtools.stack import settings_env
 from shared.settings import Settings
 from tests.integration.api_gateway.conftest import Running, send_body
 from tests.integration.api_gateway.upstream import Upstream

@@ -1,6 +1,6 @@
 """RabbitMQ down or cut during sends: every 202 is published once the broker is back, once.
 
-The gateway reaches RabbitMQ through `shared.devtools.fault_proxy`, so the test can refuse
+The gateway reaches RabbitMQ through `devtools.fault_proxy`, so the test can refuse
 and cut its connections while the real broker (and the test's tap on it) stays up.
 """
 
@@ -12,10 +12,10 @@ from contextlib import AbstractAsyncContextManager
 
 import pytest
 
+from devtools.fault_proxy import FaultProxy, Mode
+from devtools.stack import free_port
 from services.api_gateway.outbox import broker_ready
 from services.api_gateway.settings import GatewaySettings
-from shared.devtools.fault_proxy import FaultProxy, Mode
-from shared.devtools.stack import free_port
 from tests.conftest import wait_for
 from tests.integration.api_gateway.conftest import Running, Tap, send_body
 from tests.integration.api_gateway.upstream import Upstream

@@ -8,8 +8,8 @@ from contextlib import AbstractAsyncContextManager
 
 from prometheus_client import REGISTRY
 
+from devtools.stack import free_port
 from services.api_gateway.settings import GatewaySettings
-from shared.devtools.stack import free_port
 from tests.integration.api_gateway.conftest import Running, send_body
 from tests.integration.api_gateway.upstream import Upstream
 

@@ -16,7 +16,7 @@ import uvicorn
 from fastapi import FastAPI, Header, Request
 from fastapi.responses import JSONResponse
 
-from shared.devtools.stack import free_port
+from devtools.stack import free_port
 from shared.envelope import error_body, ok
 
 

@@ -19,9 +19,9 @@ from fastapi import FastAPI
 from sqlalchemy import insert, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from devtools.smtp_inbox import SmtpInbox
+from devtools.stack import free_port
 from services.email_service.app import create_app
-from shared.devtools.smtp_inbox import SmtpInbox
-from shared.devtools.stack import free_port
 from shared.messaging.message import Channel, NotificationMessage, Recipient, TemplateRef
 from shared.messaging.publisher import Publisher
 from shared.messaging.topology import declare_topology

@@ -21,10 +21,11 @@ from fastapi import FastAPI, Request
 from sqlalchemy import insert, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from devtools.fcm_standin import create_app as create_standin
+from devtools.fcm_standin import serve_in_process
+from devtools.stack import free_port
 from services.push_service.app import create_app
-from shared.devtools.fcm_standin import create_app as create_standin
-from shared.devtools.fcm_standin import make_service_account, serve_in_process
-from shared.devtools.stack import free_port
+from services.push_service.credentials import make_service_account
 from shared.envelope import ok
 from shared.messaging.message import (
     Channel,

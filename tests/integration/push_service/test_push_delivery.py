@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from shared.devtools.stack import free_port
+from devtools.stack import free_port
 from shared.messaging.message import DeviceTarget
 from tests.conftest import wait_for
 from tests.integration.push_service.conftest import INTERNAL_KEY, PushHarness, UserServiceStub

@@ -10,8 +10,8 @@ import pytest
 import uvicorn
 from pydantic import SecretStr
 
+from devtools.stack import free_port
 from services.template_service.app import create_app
-from shared.devtools.stack import free_port
 from shared.rendering import MissingVariables
 from shared.settings import Settings
 from shared.template_client import TemplateClient, TemplateNotFound, TemplateServiceUnavailable

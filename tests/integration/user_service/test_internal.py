@@ -12,10 +12,10 @@ from fastapi import FastAPI
 from redis.asyncio import Redis
 from sqlalchemy import event, update
 
+from devtools.stack import free_port
 from services.user_service.models import User
 from services.user_service.settings import UserServiceSettings
 from shared.db import session_scope
-from shared.devtools.stack import free_port
 from shared.redis import RedisKeys
 from tests.integration.user_service.conftest import API, INTERNAL, Account, Register, running
 

@@ -13,42 +13,40 @@ The emulator endpoints (`/emulator/...`) let a developer or a test read what arr
 chosen device tokens fail (`unregistered`, `invalid_argument`, `unavailable` = 503 +
 Retry-After, `quota` = 429 + Retry-After, `slow`). Everything is kept in memory.
 
-Run it with `python -m shared.devtools.fcm_standin` (port `FCM_STANDIN_PORT`, 8085).
+Run it with `python -m devtools.fcm_standin` (port `FCM_STANDIN_PORT`, 8085).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
-import os
 import secrets
-import tempfile
 import time
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import parse_qs
 
 import jwt
 import uvicorn
 from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import rsa
 from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from services.push_service.credentials import (
+    ensure_service_account_file,
+    load_service_account,
+    service_account_path,
+)
 from shared.envelope import ok
 from shared.errors import NotFound
 from shared.http import create_service_app
-from shared.settings import Settings
 
-logger = logging.getLogger("shared.devtools.fcm_standin")
+logger = logging.getLogger("devtools.fcm_standin")
 
-ROOT = Path(__file__).resolve().parents[2]
 JWT_BEARER_GRANT = "urn:ietf:params:oauth:grant-type:jwt-bearer"
 FCM_SCOPE = "https://www.googleapis.com/auth/firebase.messaging"
 ACCEPTED_SCOPES = frozenset({FCM_SCOPE, "https://www.googleapis.com/auth/cloud-platform"})
@@ -58,67 +56,6 @@ GOOGLE_TOKEN_AUDIENCE = "https://oauth2.googleapis.com/token"
 FCM_ERROR_TYPE = "type.googleapis.com/google.firebase.fcm.v1.FcmError"
 
 FaultKind = Literal["unregistered", "invalid_argument", "unavailable", "quota", "slow"]
-
-
-# --- the dev service account -------------------------------------------------------------
-
-
-def dev_service_account_path(settings: Settings) -> Path:
-    """Where the dev stack keeps its generated service account.
-
-    Named by the stand-in's port, so a test stack on a free port never picks up the file of a
-    `make run` stack whose `token_uri` points elsewhere.
-    """
-    return ROOT / ".run" / f"fcm-service-account-{settings.fcm_standin_port}.json"
-
-
-def make_service_account(*, project_id: str, token_uri: str) -> dict[str, str]:
-    """A service-account JSON like Google's, with a fresh RSA key (never leaves this machine)."""
-    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    pem = key.private_bytes(
-        serialization.Encoding.PEM,
-        serialization.PrivateFormat.PKCS8,
-        serialization.NoEncryption(),
-    ).decode()
-    email = f"firebase-adminsdk-dev@{project_id}.iam.gserviceaccount.com"
-    return {
-        "type": "service_account",
-        "project_id": project_id,
-        "private_key_id": secrets.token_hex(20),
-        "private_key": pem,
-        "client_email": email,
-        "client_id": str(secrets.randbelow(10**20)),
-        "auth_uri": "https://accounts.google.com/o/oauth2/auth",
-        "token_uri": token_uri,
-        "auth_provider_x509_cert_url": "https://www.googleapis.com/oauth2/v1/certs",
-        "client_x509_cert_url": f"https://www.googleapis.com/robot/v1/metadata/x509/{email}",
-        "universe_domain": "googleapis.com",
-    }
-
-
-def ensure_service_account_file(path: Path, *, project_id: str, token_uri: str) -> Path:
-    """Create the file once, atomically; whoever starts first (stand-in or push service) wins.
-
-    The JSON is written to a temporary file and hard-linked into place, which fails if the file
-    already exists, so two processes racing here end up reading the same key.
-    """
-    if path.exists():
-        return path
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".fcm-sa-", suffix=".json")
-    try:
-        with os.fdopen(fd, "w") as handle:
-            json.dump(make_service_account(project_id=project_id, token_uri=token_uri), handle)
-        with contextlib.suppress(FileExistsError):
-            os.link(tmp, path)
-    finally:
-        os.unlink(tmp)
-    return path
-
-
-def load_service_account(path: str | Path) -> dict[str, str]:
-    info: dict[str, str] = json.loads(Path(path).read_text())
-    return info
 
 
 # --- the FCM v1 message shape ------------------------------------------------------------
@@ -567,11 +504,7 @@ def main() -> None:
     settings = get_settings()
     setup_logging("fcm_standin", settings.log_level, settings.log_format)
     token_uri = f"http://127.0.0.1:{settings.fcm_standin_port}/token"
-    path = (
-        Path(settings.fcm_service_account_file)
-        if settings.fcm_service_account_file
-        else dev_service_account_path(settings)
-    )
+    path = service_account_path(settings)
     ensure_service_account_file(path, project_id=settings.fcm_project_id, token_uri=token_uri)
     account = load_service_account(path)
     logger.info("FCM stand-in trusting %s (%s)", account["client_email"], path)

@@ -21,7 +21,7 @@ import httpx
 
 from shared.settings import Settings
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[1]
 
 
 @dataclass
@@ -60,12 +60,12 @@ def default_specs(settings: Settings) -> list[ProcessSpec]:
     return [
         ProcessSpec(
             "smtp-inbox",
-            "shared.devtools.smtp_inbox",
+            "devtools.smtp_inbox",
             f"{host}:{settings.inbox_http_port}/api/v1/messages",
         ),
         ProcessSpec(
             "fcm-standin",
-            "shared.devtools.fcm_standin",
+            "devtools.fcm_standin",
             f"{host}:{settings.fcm_standin_port}/health",
         ),
         ProcessSpec(

@@ -1,6 +1,6 @@
 """A local SMTP server that keeps what it receives, readable over a Mailpit-compatible API.
 
-`python -m shared.devtools.smtp_inbox` runs aiosmtpd on `inbox_smtp_port` (1025) and an HTTP
+`python -m devtools.smtp_inbox` runs aiosmtpd on `inbox_smtp_port` (1025) and an HTTP
 server on `inbox_http_port` (8025), in one event loop. Mail is kept in memory, newest first,
 up to `--max-messages` (the oldest is dropped beyond that).
 
@@ -42,7 +42,7 @@ from pydantic import BaseModel, Field
 from shared.envelope import ok
 from shared.errors import NotFound, ValidationFailed, install_error_handlers
 
-logger = logging.getLogger("shared.devtools.smtp_inbox")
+logger = logging.getLogger("devtools.smtp_inbox")
 
 FaultMode = Literal["none", "refuse", "tempfail", "permfail"]
 DEFAULT_CODES = {"tempfail": 451, "permfail": 550}
@@ -471,7 +471,7 @@ def main(argv: list[str] | None = None) -> None:
     from shared.settings import get_settings
 
     settings = get_settings()
-    parser = argparse.ArgumentParser(prog="python -m shared.devtools.smtp_inbox")
+    parser = argparse.ArgumentParser(prog="python -m devtools.smtp_inbox")
     parser.add_argument("--host", default=settings.bind_host)
     parser.add_argument("--smtp-port", type=int, default=settings.inbox_smtp_port)
     parser.add_argument("--http-port", type=int, default=settings.inbox_http_port)
