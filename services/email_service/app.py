@@ -5,8 +5,9 @@ from __future__ import annotations
 from fastapi import FastAPI
 
 from services.email_service.routes import router
-from services.email_service.sender import EmailSender, TemplateSource
+from services.email_service.sender import EmailSender
 from services.email_service.smtp_pool import SmtpPool
+from shared.messaging.delivery import TemplateSource
 from shared.messaging.message import Channel
 from shared.messaging.worker import create_worker_app
 from shared.settings import Settings, get_settings

@@ -17,7 +17,7 @@ from services.email_service.sender import EmailSender, provider_id
 from shared.auth import InternalKey
 from shared.envelope import ok
 from shared.errors import AppError, DependencyUnavailable, ValidationFailed
-from shared.messaging.consumer import PermanentFailure, TransientFailure
+from shared.messaging.delivery import PermanentFailure, TransientFailure
 
 router = APIRouter(tags=["email"])
 

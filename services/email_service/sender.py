@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
-from typing import Any, Protocol
+from typing import Any
 
 import aiosmtplib
 
@@ -25,25 +25,19 @@ from services.email_service.compose import (
     message_id_for,
 )
 from services.email_service.smtp_pool import SmtpPool
-from shared.messaging.consumer import DeliveryResult, PermanentFailure, TransientFailure
+from shared.messaging.delivery import (
+    DeliveryResult,
+    PermanentFailure,
+    TemplateSource,
+    TransientFailure,
+    render_message,
+)
 from shared.messaging.message import NotificationMessage
-from shared.rendering import RenderError
 from shared.settings import Settings
-from shared.template_client import TemplateNotFound, TemplateServiceUnavailable
 
 logger = logging.getLogger("services.email_service.sender")
 
 _QUEUE_ID = re.compile(r"queued as\s+<?([^\s>]+)>?", re.IGNORECASE)
-
-
-class TemplateSource(Protocol):
-    """What the sender needs of `shared.template_client.TemplateClient` (tests pass a stand-in)."""
-
-    async def get_version(
-        self, code: str, channel: str, locale: str | None, version: int
-    ) -> Any: ...
-
-    async def aclose(self) -> None: ...
 
 
 class EmailSender:
@@ -85,19 +79,9 @@ class EmailSender:
             raise classify_smtp_error(exc) from exc
 
     async def _render(self, message: NotificationMessage) -> dict[str, Any]:
-        ref = message.template
-        try:
-            version = await self.templates.get_version(ref.code, "email", ref.locale, ref.version)
-            rendered: dict[str, Any] = version.render(message.variables)
-        except TemplateNotFound as exc:
-            raise PermanentFailure(
-                f"template {ref.code} v{ref.version} ({ref.locale}) not found"
-            ) from exc
-        except TemplateServiceUnavailable as exc:
-            raise TransientFailure(f"template service unavailable: {exc.message}") from exc
-        except RenderError as exc:
-            raise PermanentFailure(f"render failed: {exc.message}") from exc
+        rendered = await render_message(self.templates, message)
         if not rendered.get("subject"):
+            ref = message.template
             raise PermanentFailure(f"template {ref.code} v{ref.version} has no email subject")
         return rendered
 

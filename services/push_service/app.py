@@ -15,8 +15,9 @@ from services.push_service.credentials import service_account_info
 from services.push_service.device_results import DeviceResults
 from services.push_service.devices import DeviceRegistry
 from services.push_service.fcm import AccessTokenSource, FcmClient
-from services.push_service.sender import PushSender, TemplateSource
+from services.push_service.sender import PushSender
 from services.push_service.settings import push_settings
+from shared.messaging.delivery import TemplateSource
 from shared.messaging.message import Channel
 from shared.messaging.worker import create_worker_app
 from shared.settings import Settings

@@ -30,7 +30,7 @@ from google.auth.transport import Response as GoogleResponse
 from google.oauth2 import service_account
 from prometheus_client import Counter
 
-from shared.messaging.consumer import parse_retry_after
+from shared.messaging.delivery import parse_retry_after
 
 logger = logging.getLogger("services.push_service.fcm")
 

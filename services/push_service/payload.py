@@ -13,8 +13,6 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from shared.rendering import nest_data
-
 HIGH_PRIORITY_FROM = 7
 """Message priority (0-9) from which a push is sent as high priority / urgent."""
 
@@ -28,16 +26,14 @@ class PushContent:
     data: Mapping[str, str] = field(default_factory=dict)
 
 
-def content_from_rendered(
-    rendered: Mapping[str, str | None], variables: Mapping[str, Any]
-) -> PushContent:
+def content_from_rendered(rendered: Mapping[str, Any], variables: Mapping[str, Any]) -> PushContent:
     """Rendered push fields (+ the message's `link` variable) as push content.
 
-    The template's data map arrives as `data.<key>` fields (`shared.rendering.nest_data`
-    folds them back); the link lands in `data["link"]` too, so an app that only reads data
-    still finds it.
+    `rendered` is what `shared.messaging.delivery.render_message` answers: the template's data
+    map already folded into `data`. The link lands in `data["link"]` too, so an app that only
+    reads data still finds it.
     """
-    nested = nest_data(rendered)
+    nested = rendered
     data = {k: v for k, v in (nested.get("data") or {}).items() if v is not None}
     link = variables.get("link")
     link = str(link) if link else None

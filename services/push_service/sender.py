@@ -15,30 +15,21 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Sequence
-from typing import Protocol
 
 from services.push_service.device_results import DeviceResults, DeviceStatus, status_of
 from services.push_service.devices import DeviceRegistry
 from services.push_service.fcm import FcmAuthError, FcmClient, SendResult, fingerprint
 from services.push_service.payload import PushContent, build_message, content_from_rendered
-from shared.messaging.consumer import DeliveryResult, PermanentFailure, TransientFailure
+from shared.messaging.delivery import (
+    DeliveryResult,
+    PermanentFailure,
+    TemplateSource,
+    TransientFailure,
+    render_message,
+)
 from shared.messaging.message import DeviceTarget, NotificationMessage
-from shared.rendering import RenderError, TemplateFields, render
-from shared.template_client import TemplateNotFound, TemplateServiceUnavailable
 
 logger = logging.getLogger("services.push_service.sender")
-
-
-class TemplateVersionLike(Protocol):
-    def fields(self) -> TemplateFields: ...
-
-
-class TemplateSource(Protocol):
-    """What the sender needs of `shared.template_client.TemplateClient` (tests pass a fake)."""
-
-    async def get_version(
-        self, code: str, channel: str, locale: str, version: int
-    ) -> TemplateVersionLike: ...
 
 
 class PushSender:
@@ -61,9 +52,7 @@ class PushSender:
         """Called by the worker runtime after the last message in hand is finished."""
         await self.fcm.aclose()
         await self.registry.aclose()
-        close = getattr(self.templates, "aclose", None)
-        if close is not None:
-            await close()
+        await self.templates.aclose()
 
     async def deliver(self, message: NotificationMessage) -> DeliveryResult:
         devices = list({d.token: d for d in message.recipient.devices}.values())
@@ -93,19 +82,9 @@ class PushSender:
         return self._decide(message, len(devices), results, accepted)
 
     async def _content(self, message: NotificationMessage) -> PushContent:
-        ref = message.template
-        try:
-            version = await self.templates.get_version(ref.code, "push", ref.locale, ref.version)
-            rendered = render(version.fields(), message.variables)
-        except TemplateNotFound as exc:
-            raise PermanentFailure(
-                f"template_not_found: {ref.code} v{ref.version} ({ref.locale})"
-            ) from exc
-        except TemplateServiceUnavailable as exc:
-            raise TransientFailure(f"template_service_unavailable: {exc}") from exc
-        except RenderError as exc:
-            raise PermanentFailure(f"{exc.code}: {exc.message}") from exc
-        return content_from_rendered(rendered, message.variables)
+        return content_from_rendered(
+            await render_message(self.templates, message), message.variables
+        )
 
     async def _send_all(
         self, message: NotificationMessage, devices: Sequence[DeviceTarget], content: PushContent

@@ -25,10 +25,7 @@ import asyncio
 import logging
 import time
 from collections import OrderedDict
-from dataclasses import dataclass
-from datetime import UTC, datetime
-from email.utils import parsedate_to_datetime
-from typing import Any, Protocol
+from typing import Any
 
 import aio_pika
 from aio_pika.abc import (
@@ -44,6 +41,12 @@ from tenacity import AsyncRetrying, retry_if_exception, stop_after_delay, wait_e
 
 from shared.db import DB_UNAVAILABLE
 from shared.logging import correlation_id_var
+from shared.messaging.delivery import (
+    DeliveryResult,
+    PermanentFailure,
+    Sender,
+    TransientFailure,
+)
 from shared.messaging.message import Channel, NotificationMessage
 from shared.messaging.publisher import Publisher, PublishError
 from shared.messaging.retry import backoff_ms, delay_level
@@ -53,67 +56,6 @@ from shared.notification_status import NotificationStatus, StatusStore
 from shared.settings import Settings
 
 logger = logging.getLogger("shared.messaging.consumer")
-
-
-class TransientFailure(Exception):
-    """Worth retrying: connection refused, timeouts, SMTP 4xx, FCM 429/5xx.
-
-    `retry_after_seconds` is the provider's `Retry-After` (see `parse_retry_after`): the next
-    attempt waits at least that long, whatever the backoff says.
-    """
-
-    def __init__(self, reason: str, *, retry_after_seconds: float | None = None) -> None:
-        super().__init__(reason)
-        self.reason = reason
-        self.retry_after_seconds = retry_after_seconds
-
-
-class PermanentFailure(Exception):
-    """Retrying cannot help: SMTP 5xx, an invalid address, FCM INVALID_ARGUMENT."""
-
-    def __init__(self, reason: str) -> None:
-        super().__init__(reason)
-        self.reason = reason
-
-
-MAX_RETRY_AFTER_SECONDS = 24 * 3600.0
-
-
-def parse_retry_after(value: str | None, *, now: datetime | None = None) -> float | None:
-    """A `Retry-After` header (delay-seconds or an HTTP-date) as seconds from now.
-
-    Garbage, negative values and dates in the past give None (no floor); absurd values are
-    capped at a day so one bad header cannot park a message for a year.
-    """
-    if not value:
-        return None
-    text = value.strip()
-    seconds: float
-    if text.isdigit():
-        seconds = float(text)
-    else:
-        try:
-            when = parsedate_to_datetime(text)
-        except (TypeError, ValueError, IndexError):
-            return None
-        if when.tzinfo is None:
-            when = when.replace(tzinfo=UTC)
-        seconds = (when - (now or datetime.now(UTC))).total_seconds()
-    if seconds <= 0:
-        return None
-    return min(seconds, MAX_RETRY_AFTER_SECONDS)
-
-
-@dataclass(frozen=True)
-class DeliveryResult:
-    provider_message_id: str | None = None
-    detail: str | None = None
-
-
-class Sender(Protocol):
-    """A channel's delivery: render and send one message, or raise a failure above."""
-
-    async def deliver(self, message: NotificationMessage) -> DeliveryResult: ...
 
 
 class ConsumerRuntime:

@@ -23,8 +23,9 @@ from fastapi import APIRouter, FastAPI
 from shared.db import create_asyncpg_pool
 from shared.health import HealthCheck, health_router
 from shared.http import create_service_app
-from shared.messaging.consumer import ConsumerRuntime, Sender
+from shared.messaging.consumer import ConsumerRuntime
 from shared.messaging.dead_letters import DeadLetters, dead_letter_router
+from shared.messaging.delivery import Sender
 from shared.messaging.message import Channel
 from shared.notification_status import StatusStore
 from shared.settings import Settings

@@ -25,8 +25,8 @@ from sqlalchemy import insert, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from shared.db import create_asyncpg_pool
-from shared.messaging.consumer import (
-    ConsumerRuntime,
+from shared.messaging.consumer import ConsumerRuntime
+from shared.messaging.delivery import (
     DeliveryResult,
     PermanentFailure,
     TransientFailure,

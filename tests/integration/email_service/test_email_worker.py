@@ -80,12 +80,12 @@ async def test_a_missing_template_is_permanent_and_a_down_template_service_trans
 ) -> None:
     missing = await worker.notify(template=TemplateRef(code="gone", version=1, locale="en"))
     row = await wait_for(worker.status_is(missing.notification_id, "failed"))
-    assert "not found" in row.last_error and row.attempts == 1
+    assert "template_not_found" in row.last_error and row.attempts == 1
 
     worker.templates.down = True
     waiting = await worker.notify()
     row = await wait_for(worker.status_is(waiting.notification_id, "retrying"))
-    assert "template service unavailable" in row.last_error
+    assert "template_service_unavailable" in row.last_error
     worker.templates.down = False
     await wait_for(worker.status_is(waiting.notification_id, "delivered"))
 

@@ -96,6 +96,9 @@ class FakeTemplates:
         except KeyError:
             raise TemplateNotFound(f"no template {code} v{version}") from None
 
+    async def aclose(self) -> None:
+        return None
+
 
 @dataclass
 class UserServiceStub:

@@ -10,7 +10,7 @@ import pytest
 
 from services.email_service.sender import classify_smtp_error, provider_id, unsubscribe_url
 from services.email_service.smtp_pool import SmtpConfigError, connection_options
-from shared.messaging.consumer import PermanentFailure, TransientFailure
+from shared.messaging.delivery import PermanentFailure, TransientFailure
 from shared.messaging.message import Channel, NotificationMessage, Recipient, TemplateRef
 from shared.settings import Settings
 

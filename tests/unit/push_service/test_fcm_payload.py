@@ -27,7 +27,7 @@ def test_rendered_fields_become_content_with_data_and_link() -> None:
         "title": "Hi Ada",
         "body": "Welcome",
         "image_url": "https://img.example/a.png",
-        "data.screen": "home",
+        "data": {"screen": "home"},
     }
     content = content_from_rendered(rendered, {"link": "https://app.example/x", "name": "Ada"})
     assert content == PushContent(

@@ -18,7 +18,7 @@ import pytest
 from services.push_service.device_results import DeviceRecord, status_of
 from services.push_service.fcm import SendResult
 from services.push_service.sender import PushSender
-from shared.messaging.consumer import PermanentFailure, TransientFailure
+from shared.messaging.delivery import PermanentFailure, TransientFailure
 from shared.messaging.message import (
     Channel,
     DeviceTarget,
@@ -36,6 +36,9 @@ VERSION = TemplateVersion(
 class Templates:
     async def get_version(self, *_: Any) -> TemplateVersion:
         return VERSION
+
+    async def aclose(self) -> None:
+        return None
 
 
 @dataclass
