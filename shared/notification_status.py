@@ -9,11 +9,11 @@ backwards (a stale `processing` never overwrites `delivered`). The history gets 
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import TypedDict, Unpack
+from typing import Any, Protocol, TypedDict, Unpack
 
-import asyncpg
 from sqlalchemy import (
     BigInteger,
     Column,
@@ -29,7 +29,6 @@ from sqlalchemy import (
     text,
 )
 from sqlalchemy.dialects.postgresql import JSONB, UUID
-from sqlalchemy.ext.asyncio import AsyncConnection
 
 from shared.db import NAMING_CONVENTION
 
@@ -120,6 +119,38 @@ notification_device_results = Table(
 )
 
 
+class DeviceStatus(StrEnum):
+    """One push device's outcome. What makes a retry send only to the devices that have not
+    accepted yet: `accepted` and `rejected` devices are settled, `pending` ones are tried again."""
+
+    ACCEPTED = "accepted"
+    REJECTED = "rejected"
+    """Permanently refused (dead token, bad request): never tried again."""
+    PENDING = "pending"
+    """A transient failure: the next attempt tries this device again."""
+
+
+@dataclass(frozen=True)
+class DeviceRecord:
+    status: DeviceStatus
+    provider_message_id: str | None = None
+
+    @property
+    def settled(self) -> bool:
+        """Accepted or refused for good: no later attempt sends to this device again."""
+        return self.status is not DeviceStatus.PENDING
+
+
+@dataclass(frozen=True)
+class DeviceResult:
+    """One device's result of one round, as recorded."""
+
+    token: str
+    status: DeviceStatus
+    provider_message_id: str | None = None
+    error: str | None = None
+
+
 @dataclass(frozen=True)
 class TransitionResult:
     applied: bool
@@ -162,14 +193,35 @@ _TRANSITION_SQL = f"""
     SELECT status FROM upd
 """
 """One statement, atomic on its own: no explicit transaction (and no BEGIN/COMMIT round
-trips) is needed around it. Positional `$n` parameters, so the same text runs on a raw asyncpg
-pool (the workers' hot path) and through SQLAlchemy's `exec_driver_sql` (the gateway)."""
+trips) is needed around it."""
 
 _CURRENT_SQL = f"SELECT status FROM {SCHEMA}.notification_statuses WHERE id = $1"
 
+_DEVICE_RESULTS_SQL = f"""
+    SELECT device_token, status, provider_message_id
+      FROM {SCHEMA}.notification_device_results
+     WHERE notification_id = $1
+"""
+
+# One static statement for any number of devices (arrays unnested), so asyncpg's prepared
+# statement cache always hits; an `accepted` row is never downgraded.
+_RECORD_DEVICE_RESULTS_SQL = f"""
+    INSERT INTO {SCHEMA}.notification_device_results AS d
+           (notification_id, device_token, status, provider_message_id, error)
+    SELECT $1, t.token, t.status, t.name, t.error
+      FROM unnest($2::text[], $3::varchar[], $4::text[], $5::text[])
+           AS t(token, status, name, error)
+    ON CONFLICT (notification_id, device_token) DO UPDATE
+       SET status = EXCLUDED.status,
+           provider_message_id = EXCLUDED.provider_message_id,
+           error = EXCLUDED.error,
+           updated_at = now()
+     WHERE d.status <> 'accepted'
+"""
+
 
 class TransitionOptions(TypedDict, total=False):
-    """What a transition may carry besides its target; one definition for both entry points."""
+    """What a transition may carry besides its target."""
 
     attempt: int
     detail: str | None
@@ -211,28 +263,27 @@ def _result(applied_status: str | None, current: str | None) -> TransitionResult
     )
 
 
-async def transition(
-    conn: AsyncConnection,
-    notification_id: uuid.UUID,
-    to_status: NotificationStatus,
-    **options: Unpack[TransitionOptions],
-) -> TransitionResult:
-    """Move one notification to `to_status` if the move is allowed; report what happened.
+class Executor(Protocol):
+    """An asyncpg pool (each statement its own transaction) or connection (inside the
+    caller's transaction, e.g. the outbox relay's)."""
 
-    For callers already inside a SQLAlchemy transaction (the gateway's callback and relay).
-    """
-    args = _transition_args(notification_id, to_status, options)
-    applied = (await conn.exec_driver_sql(_TRANSITION_SQL, args)).scalar()
-    if applied is not None:
-        return _result(applied, None)
-    return _result(None, (await conn.exec_driver_sql(_CURRENT_SQL, (notification_id,))).scalar())
+    async def fetchval(self, query: str, *args: Any) -> Any: ...
+
+    async def fetch(self, query: str, *args: Any) -> list[Any]: ...
+
+    async def execute(self, query: str, *args: Any) -> str: ...
 
 
 class StatusStore:
-    """Status updates from a worker: one statement each over a plain asyncpg pool."""
+    """Every write to a notification's status, history and device results goes through here:
+    one statement each, over a plain asyncpg pool or a connection in a transaction."""
 
-    def __init__(self, pool: asyncpg.Pool) -> None:
-        self.pool = pool
+    def __init__(self, db: Executor) -> None:
+        self.db = db
+
+    def on(self, conn: Executor) -> StatusStore:
+        """The same store inside the caller's transaction."""
+        return StatusStore(conn)
 
     async def transition(
         self,
@@ -241,10 +292,10 @@ class StatusStore:
         **options: Unpack[TransitionOptions],
     ) -> TransitionResult:
         args = _transition_args(notification_id, to_status, options)
-        applied = await self.pool.fetchval(_TRANSITION_SQL, *args)
+        applied = await self.db.fetchval(_TRANSITION_SQL, *args)
         if applied is not None:
             return _result(applied, None)
-        return _result(None, await self.pool.fetchval(_CURRENT_SQL, notification_id))
+        return _result(None, await self.db.fetchval(_CURRENT_SQL, notification_id))
 
     async def reopen_failed(self, notification_id: uuid.UUID, detail: str) -> TransitionResult:
         """A DLQ replay: the one way out of `failed`, recorded in the history."""
@@ -258,5 +309,27 @@ class StatusStore:
         )
 
     async def current(self, notification_id: uuid.UUID) -> NotificationStatus | None:
-        value = await self.pool.fetchval(_CURRENT_SQL, notification_id)
+        value = await self.db.fetchval(_CURRENT_SQL, notification_id)
         return NotificationStatus(value) if value is not None else None
+
+    # --- push: per-device results ---------------------------------------------------------
+
+    async def device_results(self, notification_id: uuid.UUID) -> dict[str, DeviceRecord]:
+        """Every device token already tried for this notification, with its last result."""
+        rows = await self.db.fetch(_DEVICE_RESULTS_SQL, notification_id)
+        return {r[0]: DeviceRecord(DeviceStatus(r[1]), r[2]) for r in rows}
+
+    async def record_device_results(
+        self, notification_id: uuid.UUID, results: Sequence[DeviceResult]
+    ) -> None:
+        """This round's results; an `accepted` device is never downgraded."""
+        if not results:
+            return
+        await self.db.execute(
+            _RECORD_DEVICE_RESULTS_SQL,
+            notification_id,
+            [r.token for r in results],
+            [r.status.value for r in results],
+            [r.provider_message_id for r in results],
+            [r.error for r in results],
+        )

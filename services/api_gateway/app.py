@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import AsyncIterator, Mapping
-from contextlib import asynccontextmanager
+from contextlib import AsyncExitStack, asynccontextmanager
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
@@ -25,12 +25,12 @@ from services.api_gateway.clients import (
 from services.api_gateway.deps import RATE_LIMIT_STATE, Gateway
 from services.api_gateway.idempotency import IdempotencyStore
 from services.api_gateway.outbox import Outbox, broker_ready
-from services.api_gateway.rate_limit import RateLimiter
+from services.api_gateway.rate_limit import RateLimiter, RateLimits
 from services.api_gateway.routes import router
 from services.api_gateway.send import SendService
 from services.api_gateway.settings import GatewaySettings
 from services.api_gateway.store import NotificationStore
-from shared.db import DB_UNAVAILABLE, create_asyncpg_pool, create_engine
+from shared.db import DB_UNAVAILABLE, create_asyncpg_pool
 from shared.envelope import error_body
 from shared.errors import DependencyUnavailable
 from shared.health import HealthCheck, health_router
@@ -111,105 +111,102 @@ async def _connect_publisher(publisher: Publisher) -> None:
         await publisher.close()
 
 
-@asynccontextmanager
-async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-    settings: GatewaySettings = app.state.settings
-    pool = await create_asyncpg_pool(settings, application_name=SERVICE)
-    engine = create_engine(
-        settings.model_copy(update={"db_pool_size": 2, "db_max_overflow": 3}),
-        application_name=f"{SERVICE}-relay",
+def _dependency(settings: GatewaySettings, name: str) -> Dependency:
+    """A user/template service call policy: its own breaker, retries with backoff."""
+    breaker = CircuitBreaker(
+        name,
+        failure_threshold=settings.breaker_failure_threshold,
+        reset_seconds=settings.breaker_reset_seconds,
     )
-    redis = create_redis(settings)
-    keys = RedisKeys(settings.redis_key_prefix)
-    publisher = Publisher(settings, connection_name=SERVICE)
-    await _connect_publisher(publisher)
+    return Dependency(
+        name,
+        breaker,
+        retries=settings.gateway_dependency_retries,
+        backoff_ms=settings.gateway_dependency_backoff_ms,
+    )
 
-    def breaker(name: str) -> CircuitBreaker:
-        return CircuitBreaker(
-            name,
-            failure_threshold=settings.breaker_failure_threshold,
-            reset_seconds=settings.breaker_reset_seconds,
-        )
 
-    def dependency(name: str) -> Dependency:
-        return Dependency(
-            name,
-            breaker(name),
-            retries=settings.gateway_dependency_retries,
-            backoff_ms=settings.gateway_dependency_backoff_ms,
-        )
-
-    timeout = settings.gateway_dependency_timeout_seconds
-    user_http = create_user_session(
+async def _user_client(settings: GatewaySettings, stack: AsyncExitStack) -> UserClient:
+    session = create_user_session(
         settings.user_service_url,
         internal_key=settings.internal_api_key.get_secret_value(),
-        timeout_seconds=timeout,
+        timeout_seconds=settings.gateway_dependency_timeout_seconds,
     )
-    template_http = create_http_client(
+    stack.push_async_callback(session.close)
+    return UserClient(
+        session,
+        _dependency(settings, "user_service"),
+        ttl_seconds=settings.gateway_contact_cache_ttl_seconds,
+    )
+
+
+async def _template_lookup(settings: GatewaySettings, stack: AsyncExitStack) -> TemplateLookup:
+    http = create_http_client(
         settings,
         base_url=settings.template_service_url,
         headers=internal_headers(settings),
-        timeout_seconds=timeout,
+        timeout_seconds=settings.gateway_dependency_timeout_seconds,
     )
+    stack.push_async_callback(http.aclose)
     # `TemplateLookup` caches active versions in front of the breaker (a cached answer must
     # not fail while the template service is down), so the client's own active cache is off.
-    template_client = TemplateClient(settings, template_http, active_ttl_seconds=0)
-    redis_breaker = CircuitBreaker("redis", failure_threshold=3, reset_seconds=5.0)
+    client = TemplateClient(settings, http, active_ttl_seconds=0)
+    stack.push_async_callback(client.aclose)
+    return TemplateLookup(
+        client,
+        _dependency(settings, "template_service"),
+        ttl_seconds=settings.template_active_ttl_seconds,
+    )
+
+
+async def _build(settings: GatewaySettings, stack: AsyncExitStack) -> Gateway:
+    """Create every resource; `stack` closes them in reverse order at shutdown."""
+    pool = await create_asyncpg_pool(settings, application_name=SERVICE)
+    stack.push_async_callback(pool.close)
+    redis = create_redis(settings)
+    stack.push_async_callback(redis.aclose)
+    publisher = Publisher(settings, connection_name=SERVICE)
+    await _connect_publisher(publisher)
+    stack.push_async_callback(publisher.close)
     idempotency = IdempotencyStore(
         pool,
         ttl_seconds=settings.idempotency_ttl_seconds,
         pending_timeout_seconds=settings.idempotency_pending_timeout_seconds,
     )
     outbox = Outbox(
-        settings,
-        publisher=publisher,
-        pool=pool,
-        engine=engine,
-        purge_expired=idempotency.purge_expired,
+        settings, publisher=publisher, pool=pool, purge_expired=idempotency.purge_expired
     )
     store = NotificationStore(pool)
-    users = UserClient(
-        user_http,
-        dependency("user_service"),
-        ttl_seconds=settings.gateway_contact_cache_ttl_seconds,
+    send = SendService(
+        settings,
+        store=store,
+        idempotency=idempotency,
+        users=await _user_client(settings, stack),
+        templates=await _template_lookup(settings, stack),
+        outbox=outbox,
     )
-    templates = TemplateLookup(
-        template_client,
-        dependency("template_service"),
-        ttl_seconds=settings.template_active_ttl_seconds,
-    )
-    app.state.gateway = Gateway(
+    limiter = RateLimiter(redis, CircuitBreaker("redis", failure_threshold=3, reset_seconds=5.0))
+    return Gateway(
         settings=settings,
         pool=pool,
-        engine=engine,
         redis=redis,
-        keys=keys,
         publisher=publisher,
         api_keys=ApiKeyStore(pool, cache_ttl_seconds=settings.api_key_cache_ttl_seconds),
-        limiter=RateLimiter(redis, redis_breaker),
+        rate_limits=RateLimits(limiter, RedisKeys(settings.redis_key_prefix), settings),
         store=store,
         outbox=outbox,
-        send=SendService(
-            settings,
-            store=store,
-            idempotency=idempotency,
-            users=users,
-            templates=templates,
-            outbox=outbox,
-        ),
+        send=send,
     )
-    outbox.start()
-    try:
+
+
+@asynccontextmanager
+async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+    async with AsyncExitStack() as stack:
+        gateway = await _build(app.state.settings, stack)
+        app.state.gateway = gateway
+        gateway.outbox.start()
+        stack.push_async_callback(gateway.outbox.stop)
         yield
-    finally:
-        await outbox.stop()
-        await publisher.close()
-        await template_client.aclose()
-        await template_http.aclose()
-        await user_http.close()
-        await redis.aclose()
-        await engine.dispose()
-        await pool.close()
 
 
 def _checks(app: FastAPI) -> Mapping[str, HealthCheck]:

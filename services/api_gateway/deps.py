@@ -1,4 +1,6 @@
-"""What routes need, declared once: the wired gateway, the caller's API key, rate limits."""
+"""What routes need, declared once as `Annotated` dependencies: each route takes only the
+collaborators it uses (the send use case, the status store, the rate limits, the caller's API
+key). The lifespan builds them once (`app.py`) and keeps them on `app.state.gateway`."""
 
 from __future__ import annotations
 
@@ -10,58 +12,68 @@ import asyncpg
 from fastapi import Depends, Request
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 from redis.asyncio import Redis
-from sqlalchemy.ext.asyncio import AsyncEngine
 
 from services.api_gateway.api_keys import ApiKey, ApiKeyStore
 from services.api_gateway.outbox import Outbox
-from services.api_gateway.rate_limit import Bucket, RateLimiter
+from services.api_gateway.rate_limit import RateLimits
 from services.api_gateway.send import SendService
 from services.api_gateway.settings import GatewaySettings
 from services.api_gateway.store import NotificationStore
 from shared.errors import RateLimited, Unauthorized
 from shared.messaging.publisher import Publisher
-from shared.redis import RedisKeys
 
 RATE_LIMIT_STATE = "rate_limit_headers"
 
 
 @dataclass
 class Gateway:
-    """Everything the lifespan creates, kept on `app.state.gateway`."""
+    """Everything the lifespan creates (what health checks and shutdown need too)."""
 
     settings: GatewaySettings
     pool: asyncpg.Pool
-    engine: AsyncEngine
     redis: Redis
-    keys: RedisKeys
     publisher: Publisher
     api_keys: ApiKeyStore
-    limiter: RateLimiter
+    rate_limits: RateLimits
     store: NotificationStore
     outbox: Outbox
     send: SendService
 
 
-async def get_gateway(request: Request) -> Gateway:
-    # async on purpose: FastAPI runs a sync dependency in a worker thread.
+def _gateway(request: Request) -> Gateway:
     gateway: Gateway = request.app.state.gateway
     return gateway
 
 
-GatewayDep = Annotated[Gateway, Depends(get_gateway)]
+# The providers are async on purpose: FastAPI runs a sync dependency in a worker thread.
+async def _send_service(request: Request) -> SendService:
+    return _gateway(request).send
+
+
+async def _store(request: Request) -> NotificationStore:
+    return _gateway(request).store
+
+
+async def _rate_limits(request: Request) -> RateLimits:
+    return _gateway(request).rate_limits
+
+
+SendServiceDep = Annotated[SendService, Depends(_send_service)]
+StoreDep = Annotated[NotificationStore, Depends(_store)]
+RateLimitsDep = Annotated[RateLimits, Depends(_rate_limits)]
 
 _bearer = HTTPBearer(auto_error=False, description="`Authorization: Bearer <API key>`")
 _header = APIKeyHeader(name="X-API-Key", auto_error=False, description="or `X-API-Key: <key>`")
 
 
 async def current_api_key(
-    gateway: GatewayDep,
+    request: Request,
     bearer: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
     header_key: Annotated[str | None, Depends(_header)],
 ) -> ApiKey:
     raw = bearer.credentials if bearer is not None else header_key
     if raw and len(raw) <= 512:
-        key = await gateway.api_keys.verify(raw)
+        key = await _gateway(request).api_keys.verify(raw)
         if key is not None:
             return key
     raise Unauthorized(
@@ -75,32 +87,16 @@ CurrentApiKey = Annotated[ApiKey, Depends(current_api_key)]
 
 
 async def enforce_rate_limit(
-    request: Request, gateway: Gateway, api_key: ApiKey, *, scope: str, user_id: uuid.UUID | None
+    request: Request,
+    limits: RateLimits,
+    api_key: ApiKey,
+    *,
+    scope: str,
+    user_id: uuid.UUID | None,
 ) -> None:
     """Check the caller's buckets; the headers go on whatever response follows (see
     `RateLimitHeadersMiddleware`), a refusal is 429 `rate_limited` with `Retry-After`."""
-    settings = gateway.settings
-    period = settings.gateway_rate_limit_period_seconds
-    buckets = [
-        Bucket(
-            "api_key",
-            gateway.keys("gw", "rl", scope, "key", api_key.id),
-            api_key.rate_limit_per_minute * period // 60
-            if api_key.rate_limit_per_minute
-            else settings.gateway_rate_limit_per_key,
-            period,
-        )
-    ]
-    if user_id is not None:
-        buckets.append(
-            Bucket(
-                "user",
-                gateway.keys("gw", "rl", scope, "user", user_id),
-                settings.gateway_rate_limit_per_user,
-                period,
-            )
-        )
-    decision = await gateway.limiter.check(buckets)
+    decision = await limits.check(api_key, scope=scope, user_id=user_id)
     headers = decision.headers()
     request.state.rate_limit_headers = headers
     if not decision.allowed:

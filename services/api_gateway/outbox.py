@@ -26,13 +26,11 @@ from typing import Any
 
 import asyncpg
 from prometheus_client import Counter, Gauge
-from sqlalchemy import text
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from services.api_gateway.settings import GatewaySettings
 from shared.db import DB_UNAVAILABLE
 from shared.messaging.publisher import Publisher, PublishError
-from shared.notification_status import NotificationStatus, transition
+from shared.notification_status import NotificationStatus, StatusStore
 
 logger = logging.getLogger("api_gateway.outbox")
 
@@ -53,27 +51,22 @@ OUTBOX_BACKLOG = Gauge(
 
 S = NotificationStatus
 
-_DUE = text(
-    """
+_DUE = """
     SELECT o.id, o.notification_id, o.routing_key, o.payload, o.priority, o.correlation_id,
            o.kind, o.attempts, s.status
       FROM api_gateway.outbox o
       LEFT JOIN api_gateway.notification_statuses s ON s.id = o.notification_id
      WHERE o.available_at <= now()
      ORDER BY o.available_at
-     LIMIT :limit
+     LIMIT $1
        FOR UPDATE OF o SKIP LOCKED
-    """
-)
-_DELETE = text("DELETE FROM api_gateway.outbox WHERE id = ANY(CAST(:ids AS BIGINT[]))")
-_POSTPONE = text(
-    """
+"""
+_POSTPONE = """
     UPDATE api_gateway.outbox
-       SET attempts = attempts + 1, last_error = :error,
-           available_at = now() + make_interval(secs => :delay)
-     WHERE id = :id
-    """
-)
+       SET attempts = attempts + 1, last_error = $2,
+           available_at = now() + make_interval(secs => $3)
+     WHERE id = $1
+"""
 _MAKE_DUE = "UPDATE api_gateway.outbox SET available_at = now() WHERE id = $1"
 _DELETE_IDS = "DELETE FROM api_gateway.outbox WHERE id = ANY($1::bigint[])"
 _COUNT = "SELECT count(*) FROM api_gateway.outbox"
@@ -101,13 +94,11 @@ class Outbox:
         *,
         publisher: Publisher,
         pool: asyncpg.Pool,
-        engine: AsyncEngine,
         purge_expired: Any = None,
     ) -> None:
         self.settings = settings
         self.publisher = publisher
         self.pool = pool
-        self.engine = engine
         self._purge_expired = purge_expired
         self._published: list[int] = []
         self._wake = asyncio.Event()
@@ -255,51 +246,53 @@ class Outbox:
         """One batch: publish what is due, delete what went out, postpone what did not."""
         if not broker_ready(self.publisher):
             return 0
-        async with self.engine.begin() as conn:
-            rows = (await conn.execute(_DUE, {"limit": self.settings.outbox_batch_size})).all()
+        async with self.pool.acquire() as conn, conn.transaction():
+            rows = await conn.fetch(_DUE, self.settings.outbox_batch_size)
             if not rows:
                 return 0
+            statuses = StatusStore(conn)
             to_send: list[Any] = []
             done: list[int] = []
             for row in rows:
-                if await self._should_publish(conn, row):
+                if await self._should_publish(statuses, row):
                     to_send.append(row)
                 else:
-                    done.append(row.id)
+                    done.append(row["id"])
             results = await asyncio.gather(*(self._relay_publish(row) for row in to_send))
             postponed = []
             for row, error in zip(to_send, results, strict=True):
                 if error is None:
-                    done.append(row.id)
+                    done.append(row["id"])
                 else:
-                    postponed.append(
-                        {"id": row.id, "error": error[:500], "delay": self._delay(row.attempts)}
-                    )
+                    postponed.append((row["id"], error[:500], self._delay(row["attempts"])))
             if done:
-                await conn.execute(_DELETE, {"ids": done})
+                await conn.execute(_DELETE_IDS, done)
             if postponed:
-                await conn.execute(_POSTPONE, postponed)
+                await conn.executemany(_POSTPONE, postponed)
         if postponed:
             logger.warning("outbox relay: %d publishes failed; postponed", len(postponed))
         return len(rows)
 
-    async def _should_publish(self, conn: AsyncConnection, row: Any) -> bool:
+    async def _should_publish(self, statuses: StatusStore, row: Any) -> bool:
         """Publish only what still waits for a worker; a row for a notification a worker
         already took (or that ended) is just dropped."""
-        if row.kind == "release":
-            if row.status == S.SCHEDULED:
-                await transition(conn, row.notification_id, S.QUEUED, detail="quiet hours are over")
+        status = row["status"]
+        if row["kind"] == "release":
+            if status == S.SCHEDULED:
+                await statuses.transition(
+                    row["notification_id"], S.QUEUED, detail="quiet hours are over"
+                )
                 return True
-            return bool(row.status == S.QUEUED)
-        return row.status in (S.QUEUED, S.SCHEDULED)
+            return bool(status == S.QUEUED)
+        return status in (S.QUEUED, S.SCHEDULED)
 
     async def _relay_publish(self, row: Any) -> str | None:
         message = OutboxMessage(
-            routing_key=row.routing_key,
-            body=bytes(row.payload),
-            message_id=str(row.notification_id),
-            correlation_id=row.correlation_id,
-            priority=row.priority,
+            routing_key=row["routing_key"],
+            body=bytes(row["payload"]),
+            message_id=str(row["notification_id"]),
+            correlation_id=row["correlation_id"],
+            priority=row["priority"],
         )
         try:
             await self._publish(message)

@@ -14,13 +14,17 @@ from __future__ import annotations
 
 import logging
 import math
+import uuid
 from dataclasses import dataclass
 
 from prometheus_client import Counter
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
+from services.api_gateway.api_keys import ApiKey
 from services.api_gateway.breaker import BreakerOpen, CircuitBreaker
+from services.api_gateway.settings import GatewaySettings
+from shared.redis import RedisKeys
 
 logger = logging.getLogger("api_gateway.rate_limit")
 
@@ -161,3 +165,36 @@ class RateLimiter:
             retry_after_seconds=0,
             fail_open=True,
         )
+
+
+class RateLimits:
+    """The gateway's buckets for a caller: one per API key (its own limit, else the default)
+    and, on sends, one per user. Reads and sends count in separate buckets (`scope`)."""
+
+    def __init__(self, limiter: RateLimiter, keys: RedisKeys, settings: GatewaySettings) -> None:
+        self.limiter = limiter
+        self.keys = keys
+        self.settings = settings
+
+    async def check(
+        self, api_key: ApiKey, *, scope: str, user_id: uuid.UUID | None
+    ) -> RateDecision:
+        period = self.settings.gateway_rate_limit_period_seconds
+        per_key = (
+            api_key.rate_limit_per_minute * period // 60
+            if api_key.rate_limit_per_minute
+            else self.settings.gateway_rate_limit_per_key
+        )
+        buckets = [
+            Bucket("api_key", self.keys("gw", "rl", scope, "key", api_key.id), per_key, period)
+        ]
+        if user_id is not None:
+            buckets.append(
+                Bucket(
+                    "user",
+                    self.keys("gw", "rl", scope, "user", user_id),
+                    self.settings.gateway_rate_limit_per_user,
+                    period,
+                )
+            )
+        return await self.limiter.check(buckets)

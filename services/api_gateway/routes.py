@@ -11,10 +11,17 @@ from typing import Annotated, Any, Literal
 
 import orjson
 from fastapi import APIRouter, Header, Path, Query, Request, Response
-from sqlalchemy import text
 
-from services.api_gateway.deps import CurrentApiKey, GatewayDep, enforce_rate_limit
+from services.api_gateway.api_keys import ApiKey
+from services.api_gateway.deps import (
+    CurrentApiKey,
+    RateLimitsDep,
+    SendServiceDep,
+    StoreDep,
+    enforce_rate_limit,
+)
 from services.api_gateway.idempotency import fingerprint, parse_idempotency_key
+from services.api_gateway.rate_limit import RateLimits
 from services.api_gateway.schemas import (
     Accepted,
     CallbackResult,
@@ -25,12 +32,12 @@ from services.api_gateway.schemas import (
     StatusDetail,
     StatusSummary,
 )
-from services.api_gateway.send import SendResult
+from services.api_gateway.send import SendResult, SendService
 from shared.auth import InternalKey
 from shared.envelope import Envelope, ErrorEnvelope, PageMeta, ok
-from shared.errors import BadRequest, NotFound, ValidationFailed
+from shared.errors import BadRequest, NotFound
 from shared.messaging.message import Channel
-from shared.notification_status import NotificationStatus, transition
+from shared.notification_status import NotificationStatus
 
 router = APIRouter()
 
@@ -96,20 +103,19 @@ def _result_response(result: SendResult) -> Response:
 
 async def _send(
     request: Request,
-    gateway: GatewayDep,
-    api_key: CurrentApiKey,
+    sends: SendService,
+    limits: RateLimits,
+    api_key: ApiKey,
     command: SendCommand,
     idempotency_key: str | None,
 ) -> Response:
     key = parse_idempotency_key(idempotency_key)
-    await enforce_rate_limit(request, gateway, api_key, scope="send", user_id=command.user_id)
+    await enforce_rate_limit(request, limits, api_key, scope="send", user_id=command.user_id)
     try:
         raw = orjson.loads(await request.body())
     except orjson.JSONDecodeError as exc:  # valid for Python's parser, not for strict JSON
         raise BadRequest("the request body is not valid JSON", code="invalid_json") from exc
-    result = await gateway.send.send(
-        api_key, command, idempotency_key=key, fingerprint=fingerprint(raw)
-    )
+    result = await sends.send(api_key, command, idempotency_key=key, fingerprint=fingerprint(raw))
     return _result_response(result)
 
 
@@ -124,7 +130,8 @@ async def _send(
 async def send_notification(
     request: Request,
     body: SendRequest,
-    gateway: GatewayDep,
+    sends: SendServiceDep,
+    limits: RateLimitsDep,
     api_key: CurrentApiKey,
     idempotency_key: IdempotencyKeyHeader = None,
 ) -> Response:
@@ -134,7 +141,7 @@ async def send_notification(
     transactional outbox until the broker takes it. A channel the user turned off (or a push
     to a user without a device) is accepted as `skipped`; quiet hours make it `scheduled`.
     """
-    return await _send(request, gateway, api_key, body.to_command(), idempotency_key)
+    return await _send(request, sends, limits, api_key, body.to_command(), idempotency_key)
 
 
 @router.post(
@@ -149,13 +156,14 @@ async def send_notification(
 async def send_notification_hng(
     request: Request,
     body: HngSendRequest,
-    gateway: GatewayDep,
+    sends: SendServiceDep,
+    limits: RateLimitsDep,
     api_key: CurrentApiKey,
     idempotency_key: IdempotencyKeyHeader = None,
 ) -> Response:
     """The task statement's body (`priority` an integer, `variables` = `{name, link, meta?}`),
     handled exactly like `POST /v1/notifications/send`."""
-    return await _send(request, gateway, api_key, body.to_command(), idempotency_key)
+    return await _send(request, sends, limits, api_key, body.to_command(), idempotency_key)
 
 
 @router.get(
@@ -167,14 +175,15 @@ async def send_notification_hng(
 )
 async def notification_status(
     request: Request,
-    gateway: GatewayDep,
+    store: StoreDep,
+    limits: RateLimitsDep,
     api_key: CurrentApiKey,
     ref: Annotated[
         str, Path(max_length=255, description="The notification id or your `request_id`.")
     ],
 ) -> Response:
-    await enforce_rate_limit(request, gateway, api_key, scope="read", user_id=None)
-    found = await gateway.store.find(api_key.id, ref)
+    await enforce_rate_limit(request, limits, api_key, scope="read", user_id=None)
+    found = await store.find(api_key.id, ref)
     if found is None:
         raise NotFound("no notification with this id or request id", code="notification_not_found")
     return json_response(ok(found))
@@ -189,7 +198,8 @@ async def notification_status(
 )
 async def list_notifications(
     request: Request,
-    gateway: GatewayDep,
+    store: StoreDep,
+    limits: RateLimitsDep,
     api_key: CurrentApiKey,
     user_id: uuid.UUID | None = None,
     status: NotificationStatus | None = None,
@@ -197,8 +207,8 @@ async def list_notifications(
     page: Annotated[int, Query(ge=1, le=100_000)] = 1,
     limit: Annotated[int, Query(ge=1, le=100)] = 20,
 ) -> Response:
-    await enforce_rate_limit(request, gateway, api_key, scope="read", user_id=None)
-    items, total = await gateway.store.page(
+    await enforce_rate_limit(request, limits, api_key, scope="read", user_id=None)
+    items, total = await store.page(
         api_key.id,
         user_id=user_id,
         status=status.value if status else None,
@@ -217,7 +227,6 @@ _CALLBACK_TARGET = {
     "pending": NotificationStatus.PROCESSING,
     "failed": NotificationStatus.FAILED,
 }
-_TYPE_OF = text("SELECT notification_type FROM api_gateway.notification_statuses WHERE id = :id")
 
 
 @router.post(
@@ -229,10 +238,7 @@ _TYPE_OF = text("SELECT notification_type FROM api_gateway.notification_statuses
 )
 @router.post("/api/v1/{channel}/status", include_in_schema=False)
 async def status_callback(
-    channel: Literal["email", "push"],
-    body: StatusCallback,
-    gateway: GatewayDep,
-    _: InternalKey,
+    channel: Literal["email", "push"], body: StatusCallback, store: StoreDep, _: InternalKey
 ) -> dict[str, Any]:
     """`delivered` and `failed` end a notification, `pending` marks it `processing`. Moves are
     monotonic: a late or replayed callback never takes a notification backwards."""
@@ -240,21 +246,13 @@ async def status_callback(
     detail = f"{channel} callback: {body.status}"
     if body.timestamp is not None:
         detail += f" at {body.timestamp.isoformat()}"
-    async with gateway.engine.begin() as conn:
-        kind = (await conn.execute(_TYPE_OF, {"id": body.notification_id})).scalar()
-        if kind is None:
-            raise NotFound("no such notification", code="notification_not_found")
-        if kind != channel:
-            raise ValidationFailed(
-                f"this is a {kind} notification, not {channel}", code="channel_mismatch"
-            )
-        result = await transition(
-            conn,
-            body.notification_id,
-            target,
-            detail=detail,
-            error=body.error if target is NotificationStatus.FAILED else None,
-        )
+    result = await store.record_callback(
+        body.notification_id,
+        channel,
+        target,
+        detail=detail,
+        error=body.error if target is NotificationStatus.FAILED else None,
+    )
     data = {
         "notification_id": str(body.notification_id),
         "status": result.status.value if result.status else None,

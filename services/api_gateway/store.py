@@ -15,7 +15,8 @@ from typing import Any
 
 import asyncpg
 
-from shared.errors import Conflict
+from shared.errors import Conflict, NotFound, ValidationFailed
+from shared.notification_status import NotificationStatus, StatusStore, TransitionResult
 
 
 @dataclass(frozen=True)
@@ -108,6 +109,8 @@ SELECT {_STATUS_COLUMNS},
  LIMIT 1
 """
 
+_CHANNEL_OF = "SELECT notification_type FROM api_gateway.notification_statuses WHERE id = $1"
+
 _FILTER = """
  WHERE s.api_key_id = $1
    AND ($2::uuid IS NULL OR s.user_id = $2::uuid)
@@ -138,6 +141,7 @@ def status_view(row: asyncpg.Record) -> dict[str, Any]:
 class NotificationStore:
     def __init__(self, pool: asyncpg.Pool) -> None:
         self.pool = pool
+        self.statuses = StatusStore(pool)
 
     async def accept(
         self,
@@ -209,3 +213,25 @@ class NotificationStore:
             total: int = await conn.fetchval(_COUNT, *filters)
             rows = await conn.fetch(_PAGE, *filters, limit, (page - 1) * limit)
         return [status_view(r) for r in rows], total
+
+    async def record_callback(
+        self,
+        notification_id: uuid.UUID,
+        channel: str,
+        to_status: NotificationStatus,
+        *,
+        detail: str,
+        error: str | None,
+    ) -> TransitionResult:
+        """A worker's or provider's status report, through the same monotonic transition the
+        workers use; 404 for an unknown notification, 422 for another channel's."""
+        kind = await self.pool.fetchval(_CHANNEL_OF, notification_id)
+        if kind is None:
+            raise NotFound("no such notification", code="notification_not_found")
+        if kind != channel:
+            raise ValidationFailed(
+                f"this is a {kind} notification, not {channel}", code="channel_mismatch"
+            )
+        return await self.statuses.transition(
+            notification_id, to_status, detail=detail, error=error
+        )

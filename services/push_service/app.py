@@ -12,7 +12,6 @@ from collections.abc import Awaitable, Callable
 from fastapi import FastAPI
 
 from services.push_service.credentials import service_account_info
-from services.push_service.device_results import DeviceResults
 from services.push_service.devices import DeviceRegistry
 from services.push_service.fcm import AccessTokenSource, FcmClient
 from services.push_service.sender import PushSender
@@ -53,7 +52,7 @@ def _sender_factory(
         return PushSender(
             fcm=fcm,
             templates=template_source,
-            results=DeviceResults(app.state.status_store.pool),
+            results=app.state.status_store,
             registry=DeviceRegistry(config),
             max_attempts=config.retry_max_attempts,
         )

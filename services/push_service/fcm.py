@@ -31,6 +31,7 @@ from google.oauth2 import service_account
 from prometheus_client import Counter
 
 from shared.messaging.delivery import parse_retry_after
+from shared.notification_status import DeviceResult, DeviceStatus
 
 logger = logging.getLogger("services.push_service.fcm")
 
@@ -71,6 +72,18 @@ class SendResult:
     def dead_token(self) -> bool:
         """The token will never work again and should be removed from the user's devices."""
         return self.outcome in ("unregistered", "invalid_token")
+
+    @property
+    def device_status(self) -> DeviceStatus:
+        """Accepted; pending after a transient failure (tried again); else refused for good."""
+        if self.outcome == "accepted":
+            return DeviceStatus.ACCEPTED
+        if self.outcome == "transient":
+            return DeviceStatus.PENDING
+        return DeviceStatus.REJECTED
+
+    def as_device_result(self) -> DeviceResult:
+        return DeviceResult(self.token, self.device_status, self.name, self.error)
 
 
 def fingerprint(token: str) -> str:

@@ -14,9 +14,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import uuid
 from collections.abc import Sequence
+from typing import Protocol
 
-from services.push_service.device_results import DeviceResults, DeviceStatus, status_of
 from services.push_service.devices import DeviceRegistry
 from services.push_service.fcm import FcmAuthError, FcmClient, SendResult, fingerprint
 from services.push_service.payload import PushContent, build_message, content_from_rendered
@@ -28,8 +29,19 @@ from shared.messaging.delivery import (
     render_message,
 )
 from shared.messaging.message import DeviceTarget, NotificationMessage
+from shared.notification_status import DeviceRecord, DeviceResult, DeviceStatus
 
 logger = logging.getLogger("services.push_service.sender")
+
+
+class DeviceResultStore(Protocol):
+    """Where the per-device results live (`shared.notification_status.StatusStore`)."""
+
+    async def device_results(self, notification_id: uuid.UUID) -> dict[str, DeviceRecord]: ...
+
+    async def record_device_results(
+        self, notification_id: uuid.UUID, results: Sequence[DeviceResult]
+    ) -> None: ...
 
 
 class PushSender:
@@ -38,7 +50,7 @@ class PushSender:
         *,
         fcm: FcmClient,
         templates: TemplateSource,
-        results: DeviceResults,
+        results: DeviceResultStore,
         registry: DeviceRegistry,
         max_attempts: int,
     ) -> None:
@@ -58,28 +70,34 @@ class PushSender:
         devices = list({d.token: d for d in message.recipient.devices}.values())
         if not devices:
             raise PermanentFailure("no_devices: the recipient has no push device")
-        previous = await self.results.load(message.notification_id)
+        previous = await self.results.device_results(message.notification_id)
         todo = [d for d in devices if d.token not in previous or not previous[d.token].settled]
+        results = await self._send_round(message, todo) if todo else []
         targets = {d.token for d in devices}
         accepted = [
             record.provider_message_id or ""
             for token, record in previous.items()
             if record.status is DeviceStatus.ACCEPTED and token in targets
-        ]
-        results: list[SendResult] = []
-        if todo:
-            content = await self._content(message)
-            try:
-                await self.fcm.tokens.token()  # fail before the fan-out, not inside it
-            except FcmAuthError as exc:
-                raise TransientFailure(f"fcm_auth: {exc}") from exc
-            results = await self._send_all(message, todo, content)
-            await self.results.record(message.notification_id, results)
-            dead = [r.token for r in results if r.dead_token]
-            if dead:
-                await self.registry.remove_many(dead)
-        accepted += [r.name or "" for r in results if r.outcome == "accepted"]
+        ] + [r.name or "" for r in results if r.outcome == "accepted"]
         return self._decide(message, len(devices), results, accepted)
+
+    async def _send_round(
+        self, message: NotificationMessage, devices: Sequence[DeviceTarget]
+    ) -> list[SendResult]:
+        """Send to these devices, record every result, remove the dead tokens."""
+        content = await self._content(message)
+        try:
+            await self.fcm.tokens.token()  # fail before the fan-out, not inside it
+        except FcmAuthError as exc:
+            raise TransientFailure(f"fcm_auth: {exc}") from exc
+        results = await self._send_all(message, devices, content)
+        await self.results.record_device_results(
+            message.notification_id, [r.as_device_result() for r in results]
+        )
+        dead = [r.token for r in results if r.dead_token]
+        if dead:
+            await self.registry.remove_many(dead)
+        return results
 
     async def _content(self, message: NotificationMessage) -> PushContent:
         return content_from_rendered(
@@ -116,7 +134,7 @@ class PushSender:
         results: Sequence[SendResult],
         accepted: Sequence[str],
     ) -> DeliveryResult:
-        pending = [r for r in results if status_of(r) is DeviceStatus.PENDING]
+        pending = [r for r in results if r.device_status is DeviceStatus.PENDING]
         summary = _summary(results) or "refused on an earlier attempt"
         if pending and message.attempt < self.max_attempts:
             waits = [r.retry_after_seconds for r in pending if r.retry_after_seconds is not None]

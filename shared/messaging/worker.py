@@ -92,7 +92,6 @@ def create_worker_app(
             if sender is not None:
                 await _close_sender(sender)
             await pool.close()
-            await pool.close()
             logger.info("%s worker stopped", service)
 
     app = create_service_app(
@@ -120,7 +119,7 @@ def worker_checks(app: FastAPI) -> Mapping[str, HealthCheck]:
         store: StatusStore | None = getattr(app.state, "status_store", None)
         if store is None:
             raise _Down("no database pool")
-        await store.pool.fetchval("SELECT 1")
+        await store.db.fetchval("SELECT 1")
 
     async def broker() -> None:
         if runtime is None or not runtime.publisher.is_connected:

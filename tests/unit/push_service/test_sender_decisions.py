@@ -15,7 +15,6 @@ from typing import Any
 
 import pytest
 
-from services.push_service.device_results import DeviceRecord, status_of
 from services.push_service.fcm import SendResult
 from services.push_service.sender import PushSender
 from shared.messaging.delivery import PermanentFailure, TransientFailure
@@ -26,6 +25,7 @@ from shared.messaging.message import (
     Recipient,
     TemplateRef,
 )
+from shared.notification_status import DeviceRecord, DeviceResult
 from shared.template_client import TemplateVersion
 
 VERSION = TemplateVersion(
@@ -62,13 +62,13 @@ class Fcm:
 class Results:
     rows: dict[str, DeviceRecord] = field(default_factory=dict)
 
-    async def load(self, _: uuid.UUID) -> dict[str, DeviceRecord]:
+    async def device_results(self, _: uuid.UUID) -> dict[str, DeviceRecord]:
         return dict(self.rows)
 
-    async def record(self, _: uuid.UUID, results: Sequence[SendResult]) -> None:
+    async def record_device_results(self, _: uuid.UUID, results: Sequence[DeviceResult]) -> None:
         for r in results:
             if r.token not in self.rows or self.rows[r.token].status.value != "accepted":
-                self.rows[r.token] = DeviceRecord(status_of(r), r.name)
+                self.rows[r.token] = DeviceRecord(r.status, r.provider_message_id)
 
 
 @dataclass
@@ -163,7 +163,7 @@ async def test_no_devices_is_permanent_without_sending() -> None:
 
 
 async def test_a_redelivery_after_everything_was_sent_sends_nothing() -> None:
-    results = Results({"a": DeviceRecord(status_of(SendResult("a", "accepted")), "n/a")})
+    results = Results({"a": DeviceRecord(SendResult("a", "accepted").device_status, "n/a")})
     fcm = Fcm({})
     outcome = await _sender(fcm, results, Registry()).deliver(_message("a"))
     assert (fcm.sent, outcome.provider_message_id) == ([], "n/a")
