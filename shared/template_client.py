@@ -13,19 +13,16 @@ import asyncio
 import re
 import time
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable, Mapping
-from datetime import datetime
-from typing import Any, Generic, Literal, TypeVar
+from collections.abc import Awaitable, Callable
+from typing import Any, Generic, TypeVar
 
 import httpx
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import ValidationError
 
+from shared.contracts import TemplateVersion
 from shared.errors import DependencyUnavailable, NotFound
 from shared.http_client import create_http_client, internal_headers
-from shared.rendering import TemplateFields, channel_fields, nest_data, render
 from shared.settings import Settings
-
-Channel = Literal["email", "push"]
 
 # A template code is a slug; the template service enforces the same pattern. Checked here so a
 # caller's code can never reshape the internal URL (`../`, `?`, `%2F`).
@@ -45,36 +42,6 @@ class TemplateServiceUnavailable(DependencyUnavailable):
         "template_service_unavailable",
         "the template service is unavailable",
     )
-
-
-class TemplateVersion(BaseModel):
-    """One immutable version of a template, as the template service's internal API returns it."""
-
-    model_config = ConfigDict(frozen=True, extra="ignore")
-
-    code: str
-    channel: Channel
-    locale: str
-    version: int
-    name: str
-    subject: str | None = None
-    text_body: str | None = None
-    html_body: str | None = None
-    title: str | None = None
-    body: str | None = None
-    data: dict[str, str] | None = None
-    image_url: str | None = None
-    variables: list[str] = []
-    created_by: str | None = None
-    created_at: datetime | None = None
-
-    def fields(self) -> TemplateFields:
-        """email: subject/text_body/html_body; push: title/body/image_url + `data.<key>`."""
-        return channel_fields(self.channel, self.model_dump())
-
-    def render(self, variables: Mapping[str, Any]) -> dict[str, Any]:
-        """Rendered fields (push `data` folded back into a map); raises `RenderError`s."""
-        return nest_data(render(self.fields(), variables))
 
 
 class _LRU(Generic[K, V]):

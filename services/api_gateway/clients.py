@@ -20,7 +20,7 @@ from typing import Generic, TypeVar
 
 import aiohttp
 import orjson
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import ValidationError
 from tenacity import (
     AsyncRetrying,
     retry_if_exception_type,
@@ -29,13 +29,13 @@ from tenacity import (
 )
 
 from services.api_gateway.breaker import BreakerOpen, CircuitBreaker
+from shared.contracts import Contact, TemplateVersion
 from shared.errors import DependencyUnavailable, NotFound
 from shared.metrics import DEPENDENCY_FAILURES
 from shared.template_client import (
     TemplateClient,
     TemplateNotFound,
     TemplateServiceUnavailable,
-    TemplateVersion,
 )
 
 logger = logging.getLogger("api_gateway.clients")
@@ -133,42 +133,6 @@ class Dependency:
 
 
 # --- user service ----------------------------------------------------------------------
-
-
-class ContactDevice(BaseModel):
-    model_config = ConfigDict(extra="ignore", frozen=True)
-
-    token: str = Field(min_length=1)
-    platform: str = "android"
-
-
-class QuietHours(BaseModel):
-    model_config = ConfigDict(extra="ignore", frozen=True)
-
-    start: str
-    end: str
-
-
-class ContactPreferences(BaseModel):
-    model_config = ConfigDict(extra="ignore", frozen=True)
-
-    email: bool = True
-    push: bool = True
-    quiet_hours: QuietHours | None = None
-
-
-class Contact(BaseModel):
-    """`GET /internal/v1/users/{id}/contact` (docs/architecture.md, internal contracts)."""
-
-    model_config = ConfigDict(extra="ignore", frozen=True)
-
-    user_id: uuid.UUID
-    name: str | None = None
-    email: str | None = None
-    locale: str | None = None
-    timezone: str | None = None
-    preferences: ContactPreferences = Field(default_factory=ContactPreferences)
-    devices: list[ContactDevice] = Field(default_factory=list)
 
 
 class UserNotFound(NotFound):

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, time, timedelta
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from services.api_gateway.clients import Contact
+from shared.contracts import Contact
 from shared.messaging.message import Channel
 from shared.notification_status import NotificationStatus
 

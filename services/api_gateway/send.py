@@ -17,7 +17,7 @@ from typing import Any
 from prometheus_client import Counter
 
 from services.api_gateway.api_keys import ApiKey
-from services.api_gateway.clients import Contact, TemplateLookup, UserClient
+from services.api_gateway.clients import TemplateLookup, UserClient
 from services.api_gateway.idempotency import Claim, IdempotencyStore, Replay
 from services.api_gateway.outbox import Outbox, OutboxMessage
 from services.api_gateway.preferences import decide
@@ -29,6 +29,7 @@ from services.api_gateway.store import (
     NotificationStore,
     OutboxEntry,
 )
+from shared.contracts import Contact, TemplateVersion
 from shared.envelope import ok
 from shared.errors import ValidationFailed
 from shared.logging import get_correlation_id, new_correlation_id
@@ -40,7 +41,6 @@ from shared.messaging.message import (
 )
 from shared.notification_status import NotificationStatus
 from shared.rendering import MissingVariables, RenderError, render
-from shared.template_client import TemplateVersion
 
 logger = logging.getLogger("api_gateway.send")
 
@@ -232,9 +232,7 @@ def build_message(
     else:
         recipient = Recipient(
             name=contact.name,
-            devices=[
-                DeviceTarget(token=d.token, platform=_platform(d.platform)) for d in contact.devices
-            ],
+            devices=[DeviceTarget(token=d.token, platform=d.platform) for d in contact.devices],
         )
     return NotificationMessage(
         notification_id=notification_id,
@@ -250,7 +248,3 @@ def build_message(
         created_at=now,
         metadata=command.metadata,
     )
-
-
-def _platform(value: str) -> Any:
-    return value if value in ("android", "ios", "web") else "android"

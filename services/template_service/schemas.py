@@ -15,6 +15,8 @@ from pydantic import (
     field_validator,
 )
 
+# One version's body is an internal contract, defined once for the service and its readers.
+from shared.contracts import TemplateVersion as VersionOut
 from shared.template_client import CODE_PATTERN
 
 Channel = Literal["email", "push"]
@@ -140,26 +142,6 @@ class RenderRequest(_LocaleMixin):
 
 class PreviewRequest(VersionFields):
     variables: dict[str, Any] = Field(default_factory=dict)
-
-
-class VersionOut(BaseModel):
-    """The contract body of one version (internal API, gateway and workers read it)."""
-
-    code: str
-    channel: Channel
-    locale: str
-    version: int
-    name: str
-    subject: str | None = None
-    text_body: str | None = None
-    html_body: str | None = None
-    title: str | None = None
-    body: str | None = None
-    data: dict[str, str] | None = None
-    image_url: str | None = None
-    variables: list[str]
-    created_by: str | None = None
-    created_at: datetime | None = None
 
 
 class VersionListItem(VersionOut):

@@ -26,8 +26,6 @@ from services.user_service.rate_limit import LoginLimiter
 from services.user_service.schemas import (
     DeviceIn,
     PreferencesIn,
-    PreferencesOut,
-    QuietHoursOut,
     TokenOut,
     UserCreate,
     UserUpdate,
@@ -35,6 +33,7 @@ from services.user_service.schemas import (
 )
 from services.user_service.settings import UserServiceSettings
 from shared.auth import Principal, Role, issue_access_token
+from shared.contracts import ContactPreferences, QuietHours
 from shared.db import create_engine, create_session_factory, session_scope
 from shared.errors import Conflict, Forbidden, NotFound, Unauthorized
 from shared.redis import create_redis
@@ -50,16 +49,18 @@ def invalid_credentials() -> Unauthorized:
     return Unauthorized("the email or password is wrong", code="invalid_credentials")
 
 
-def preferences_out(preferences: Preferences | None) -> PreferencesOut:
+def preferences_out(preferences: Preferences | None) -> ContactPreferences:
     if preferences is None:
-        return PreferencesOut(email=True, push=True, quiet_hours=None)
+        return ContactPreferences(email=True, push=True, quiet_hours=None)
     start, end = preferences.quiet_hours_start, preferences.quiet_hours_end
     quiet_hours = (
-        QuietHoursOut(start=start.strftime("%H:%M"), end=end.strftime("%H:%M"))
+        QuietHours(start=start.strftime("%H:%M"), end=end.strftime("%H:%M"))
         if start is not None and end is not None
         else None
     )
-    return PreferencesOut(email=preferences.email, push=preferences.push, quiet_hours=quiet_hours)
+    return ContactPreferences(
+        email=preferences.email, push=preferences.push, quiet_hours=quiet_hours
+    )
 
 
 @dataclass
@@ -221,11 +222,11 @@ class Accounts:
 
     # --- preferences -----------------------------------------------------------------------
 
-    async def get_preferences(self, user_id: uuid.UUID) -> PreferencesOut:
+    async def get_preferences(self, user_id: uuid.UUID) -> ContactPreferences:
         _, preferences = await self.get_user(user_id)
         return preferences_out(preferences)
 
-    async def put_preferences(self, user_id: uuid.UUID, body: PreferencesIn) -> PreferencesOut:
+    async def put_preferences(self, user_id: uuid.UUID, body: PreferencesIn) -> ContactPreferences:
         async with session_scope(self.sessions) as session:
             if not await repo.lock_user(session, user_id):
                 raise user_not_found()

@@ -26,6 +26,8 @@ from pydantic import (
     model_validator,
 )
 
+from shared.contracts import ContactPreferences
+
 Role = Literal["user", "admin"]
 Platform = Literal["android", "ios", "web"]
 
@@ -138,17 +140,6 @@ class RegistrationPreferences(Input):
     quiet_hours: QuietHours | None = None
 
 
-class QuietHoursOut(BaseModel):
-    start: str
-    end: str
-
-
-class PreferencesOut(BaseModel):
-    email: bool
-    push: bool
-    quiet_hours: QuietHoursOut | None
-
-
 # --- users ---------------------------------------------------------------------------------
 
 
@@ -196,7 +187,7 @@ class UserOut(BaseModel):
 
 
 class UserWithPreferences(UserOut):
-    preferences: PreferencesOut
+    preferences: ContactPreferences
 
 
 # --- auth ----------------------------------------------------------------------------------
@@ -230,23 +221,3 @@ class DeviceOut(BaseModel):
     token: str
     platform: Platform
     created_at: datetime
-
-
-# --- internal ------------------------------------------------------------------------------
-
-
-class ContactDevice(BaseModel):
-    token: str
-    platform: Platform
-
-
-class Contact(BaseModel):
-    """What the gateway needs to reach a user; also the JSON kept in the Redis cache."""
-
-    user_id: uuid.UUID
-    name: str
-    email: str
-    locale: str
-    timezone: str
-    preferences: PreferencesOut
-    devices: list[ContactDevice]

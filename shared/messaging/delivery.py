@@ -13,9 +13,10 @@ from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from typing import Any, Protocol
 
+from shared.contracts import TemplateVersion
 from shared.messaging.message import NotificationMessage
 from shared.rendering import RenderError
-from shared.template_client import TemplateNotFound, TemplateServiceUnavailable, TemplateVersion
+from shared.template_client import TemplateNotFound, TemplateServiceUnavailable
 
 
 class TransientFailure(Exception):

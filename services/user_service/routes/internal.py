@@ -10,8 +10,8 @@ from fastapi import APIRouter, Depends, Path, Response
 
 from services.user_service.deps import AccountsDep
 from services.user_service.routes import error_responses
-from services.user_service.schemas import Contact
 from shared.auth import require_internal_key
+from shared.contracts import Contact
 from shared.envelope import Envelope, ok
 
 router = APIRouter(

@@ -20,7 +20,6 @@ from services.user_service.schemas import (
     DeviceOut,
     LoginIn,
     PreferencesIn,
-    PreferencesOut,
     TokenOut,
     UserCreate,
     UserOut,
@@ -28,6 +27,7 @@ from services.user_service.schemas import (
     UserWithPreferences,
 )
 from shared.auth import AdminPrincipal, CurrentPrincipal
+from shared.contracts import ContactPreferences
 from shared.envelope import Envelope, PageMeta, ok
 
 router = APIRouter(prefix="/api/v1")
@@ -172,7 +172,7 @@ async def delete_user(user_id: ReachableUserId, accounts: AccountsDep) -> Body:
 
 @router.get(
     "/users/{user_id}/preferences",
-    response_model=Envelope[PreferencesOut],
+    response_model=Envelope[ContactPreferences],
     tags=["preferences"],
     responses=error_responses(*USER),
 )
@@ -182,7 +182,7 @@ async def get_preferences(user_id: ReachableUserId, accounts: AccountsDep) -> Bo
 
 @router.put(
     "/users/{user_id}/preferences",
-    response_model=Envelope[PreferencesOut],
+    response_model=Envelope[ContactPreferences],
     tags=["preferences"],
     responses=error_responses(*BODY, *USER),
 )

@@ -22,12 +22,13 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from devtools.smtp_inbox import SmtpInbox
 from devtools.stack import free_port
 from services.email_service.app import create_app
+from shared.contracts import TemplateVersion
 from shared.messaging.message import Channel, NotificationMessage, Recipient, TemplateRef
 from shared.messaging.publisher import Publisher
 from shared.messaging.topology import declare_topology
 from shared.notification_status import notification_statuses
 from shared.settings import Settings
-from shared.template_client import TemplateNotFound, TemplateServiceUnavailable, TemplateVersion
+from shared.template_client import TemplateNotFound, TemplateServiceUnavailable
 
 WELCOME = TemplateVersion(
     code="welcome",

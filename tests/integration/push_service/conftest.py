@@ -26,6 +26,7 @@ from devtools.fcm_standin import serve_in_process
 from devtools.stack import free_port
 from services.push_service.app import create_app
 from services.push_service.credentials import make_service_account
+from shared.contracts import TemplateVersion
 from shared.envelope import ok
 from shared.messaging.message import (
     Channel,
@@ -41,7 +42,7 @@ from shared.notification_status import (
     notification_statuses,
 )
 from shared.settings import Settings
-from shared.template_client import TemplateNotFound, TemplateVersion
+from shared.template_client import TemplateNotFound
 
 PROJECT = "push-test"
 INTERNAL_KEY = "test-internal-key"

@@ -15,6 +15,7 @@ from sqlalchemy import event, update
 from devtools.stack import free_port
 from services.user_service.models import User
 from services.user_service.settings import UserServiceSettings
+from shared.contracts import Contact
 from shared.db import session_scope
 from shared.redis import RedisKeys
 from tests.integration.user_service.conftest import API, INTERNAL, Account, Register, running
@@ -88,6 +89,9 @@ async def test_contact_has_the_contract_shape(
         "message": "ok",
         "meta": None,
     }
+    # The contract its readers parse (shared.contracts.Contact) has exactly these fields: a
+    # field only one side knows would be dropped or defaulted, and the round trip would differ.
+    assert Contact.model_validate(body["data"]).model_dump(mode="json") == body["data"]
 
 
 async def test_unknown_contact_is_404(

@@ -6,8 +6,8 @@ import uuid
 from datetime import UTC, datetime
 from typing import Any
 
-from services.api_gateway.clients import Contact
 from services.api_gateway.preferences import decide, quiet_hours_end
+from shared.contracts import Contact
 from shared.messaging.message import Channel
 from shared.notification_status import NotificationStatus as S
 
@@ -21,7 +21,9 @@ def _contact(**prefs: Any) -> Contact:
     return Contact.model_validate(
         {
             "user_id": str(uuid.uuid4()),
+            "name": "Ada",
             "email": email,
+            "locale": "en",
             "timezone": timezone,
             "preferences": {"email": True, "push": True, **prefs},
             "devices": devices,
@@ -37,7 +39,7 @@ def test_enabled_channels_are_queued() -> None:
 def test_opted_out_or_unreachable_is_skipped_with_a_reason() -> None:
     cases = [
         (_contact(email=False), Channel.EMAIL, "turned off email"),
-        (_contact(email_address=None), Channel.EMAIL, "no email address"),
+        (_contact(email_address=""), Channel.EMAIL, "no email address"),
         (_contact(push=False), Channel.PUSH, "turned off push"),
         (_contact(devices=[]), Channel.PUSH, "no registered device"),
     ]

@@ -17,6 +17,7 @@ import pytest
 
 from services.push_service.fcm import SendResult
 from services.push_service.sender import PushSender
+from shared.contracts import TemplateVersion
 from shared.messaging.delivery import PermanentFailure, TransientFailure
 from shared.messaging.message import (
     Channel,
@@ -26,7 +27,6 @@ from shared.messaging.message import (
     TemplateRef,
 )
 from shared.notification_status import DeviceRecord, DeviceResult
-from shared.template_client import TemplateVersion
 
 VERSION = TemplateVersion(
     code="welcome", channel="push", locale="en", version=1, name="w", title="Hi", body="B"

@@ -11,7 +11,7 @@ from services.template_service.schemas import (
     locale_chain,
     normalize_locale,
 )
-from shared.template_client import TemplateVersion
+from shared.contracts import TemplateVersion
 
 
 @pytest.mark.parametrize(
