@@ -18,7 +18,7 @@ from fastapi.responses import JSONResponse
 from sqlalchemy.exc import DBAPIError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from shared.envelope import error_body
+from shared.envelope import ErrorEnvelope, error_body
 
 logger = logging.getLogger("shared.errors")
 
@@ -85,6 +85,13 @@ class DependencyUnavailable(AppError):
         "dependency_unavailable",
         "a service this request needs is unavailable",
     )
+
+
+def error_responses(why: Mapping[int, str], *codes: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI entries for the error envelopes a route can answer, so the contract documents
+    every status a caller can see. `why` says, per status, which error codes it carries; 422
+    is always listed (FastAPI's default 422 schema is not our envelope)."""
+    return {code: {"model": ErrorEnvelope, "description": why[code]} for code in (422, *codes)}
 
 
 def _field_name(loc: Sequence[Any]) -> str:

@@ -8,7 +8,7 @@ that needs more subclasses `Settings` in its own `settings.py`.
 from __future__ import annotations
 
 from functools import lru_cache
-from typing import Literal
+from typing import Literal, TypeVar
 
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -107,3 +107,17 @@ class Settings(BaseSettings):
 def get_settings() -> Settings:
     """The process-wide settings, read once."""
     return Settings()
+
+
+SettingsT = TypeVar("SettingsT", bound=Settings)
+
+
+def widen(settings: Settings | None, cls: type[SettingsT]) -> SettingsT:
+    """A service's own settings class from plain `Settings` (e.g. a test's base settings),
+    keeping every value given and the service's defaults for its own fields; read from the
+    environment when none are given."""
+    if settings is None:
+        return cls()
+    if isinstance(settings, cls):
+        return settings
+    return cls.model_validate(settings.model_dump())

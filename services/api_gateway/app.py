@@ -38,7 +38,7 @@ from shared.http import create_service_app
 from shared.http_client import create_http_client, internal_headers
 from shared.messaging.publisher import Publisher
 from shared.redis import RedisKeys, check_redis, create_redis
-from shared.settings import Settings
+from shared.settings import Settings, widen
 from shared.template_client import TemplateClient
 
 logger = logging.getLogger("api_gateway.app")
@@ -54,13 +54,7 @@ The only public entry for sending notifications. Authenticate with an API key
 
 
 def gateway_settings(settings: Settings | None) -> GatewaySettings:
-    if settings is None:
-        return GatewaySettings()
-    if isinstance(settings, GatewaySettings):
-        return settings
-    # A plain `Settings` (e.g. the tests' base settings): keep its values, add our defaults,
-    # without reading the environment again.
-    return GatewaySettings.model_validate(settings.model_dump())
+    return widen(settings, GatewaySettings)
 
 
 class RateLimitHeadersMiddleware:

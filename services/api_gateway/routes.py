@@ -10,7 +10,7 @@ import uuid
 from typing import Annotated, Any, Literal
 
 import orjson
-from fastapi import APIRouter, Header, Path, Query, Request, Response
+from fastapi import APIRouter, Header, Path, Request, Response
 
 from services.api_gateway.api_keys import ApiKey
 from services.api_gateway.deps import (
@@ -34,10 +34,11 @@ from services.api_gateway.schemas import (
 )
 from services.api_gateway.send import SendResult, SendService
 from shared.auth import InternalKey
-from shared.envelope import Envelope, ErrorEnvelope, PageMeta, ok
-from shared.errors import BadRequest, NotFound
+from shared.envelope import Envelope, ok
+from shared.errors import BadRequest, NotFound, error_responses
 from shared.messaging.message import Channel
 from shared.notification_status import NotificationStatus
+from shared.pagination import PaginationQuery, page_of
 
 router = APIRouter()
 
@@ -53,38 +54,29 @@ IdempotencyKeyHeader = Annotated[
     str | None, Header(alias="Idempotency-Key", description=IDEMPOTENCY_DOC)
 ]
 
-_ERRORS: dict[int | str, dict[str, Any]] = {
-    code: {"model": ErrorEnvelope, "description": description}
-    for code, description in {
-        400: "malformed JSON or `Idempotency-Key`",
-        401: "`invalid_api_key`",
-        404: "`user_not_found` or `template_not_found`",
-        409: "`request_in_progress` (retry after `Retry-After`)",
-        413: "body over 64 KiB",
-        422: "`validation_error`, `missing_variables` or `idempotency_key_reused`",
-        429: "`rate_limited` (see `Retry-After`)",
-        503: "`dependency_unavailable` (see `Retry-After`)",
-    }.items()
+_WHY = {
+    400: "malformed JSON or `Idempotency-Key`",
+    401: "`invalid_api_key`",
+    404: "`user_not_found` or `template_not_found`",
+    409: "`request_in_progress` (retry after `Retry-After`)",
+    413: "body over 64 KiB",
+    422: "`validation_error`, `missing_variables` or `idempotency_key_reused`",
+    429: "`rate_limited` (see `Retry-After`)",
+    503: "`dependency_unavailable` (see `Retry-After`)",
 }
-
-
-def _errors(*codes: int) -> dict[int | str, dict[str, Any]]:
-    return {code: _ERRORS[code] for code in codes}
-
-
-_READ_ERRORS = _errors(401, 429)
-_READ_ERRORS[404] = {"model": ErrorEnvelope, "description": "`notification_not_found`"}
-_READ_ERRORS[422] = {"model": ErrorEnvelope, "description": "`validation_error`"}
-_CALLBACK_ERRORS: dict[int | str, dict[str, Any]] = {
-    400: {"model": ErrorEnvelope, "description": "malformed JSON"},
-    401: {"model": ErrorEnvelope, "description": "`invalid_internal_key`"},
-    404: {"model": ErrorEnvelope, "description": "`notification_not_found`"},
-    413: _ERRORS[413],
-    422: {"model": ErrorEnvelope, "description": "`validation_error` or `channel_mismatch`"},
+_READ_WHY = {**_WHY, 404: "`notification_not_found`", 422: "`validation_error`"}
+_CALLBACK_WHY = {
+    400: "malformed JSON",
+    401: "`invalid_internal_key`",
+    404: "`notification_not_found`",
+    413: _WHY[413],
+    422: "`validation_error` or `channel_mismatch`",
 }
+_READ_ERRORS = error_responses(_READ_WHY, 401, 404, 429)
+_CALLBACK_ERRORS = error_responses(_CALLBACK_WHY, 400, 401, 404, 413)
 _SEND_RESPONSES: dict[int | str, dict[str, Any]] = {
     202: {"model": Envelope[Accepted], "description": "accepted (queued, scheduled or skipped)"},
-    **_ERRORS,
+    **error_responses(_WHY, *_WHY),
 }
 
 
@@ -201,11 +193,10 @@ async def list_notifications(
     store: StoreDep,
     limits: RateLimitsDep,
     api_key: CurrentApiKey,
+    pagination: PaginationQuery,
     user_id: uuid.UUID | None = None,
     status: NotificationStatus | None = None,
     notification_type: Channel | None = None,
-    page: Annotated[int, Query(ge=1, le=100_000)] = 1,
-    limit: Annotated[int, Query(ge=1, le=100)] = 20,
 ) -> Response:
     await enforce_rate_limit(request, limits, api_key, scope="read", user_id=None)
     items, total = await store.page(
@@ -213,13 +204,10 @@ async def list_notifications(
         user_id=user_id,
         status=status.value if status else None,
         notification_type=notification_type.value if notification_type else None,
-        page=page,
-        limit=limit,
+        page=pagination.page,
+        limit=pagination.limit,
     )
-    meta = PageMeta.build(total=total, page=page, limit=limit)
-    body = ok(items)
-    body["meta"] = meta.model_dump()
-    return json_response(body)
+    return json_response(page_of(items, total, pagination))
 
 
 _CALLBACK_TARGET = {

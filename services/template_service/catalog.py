@@ -7,6 +7,7 @@ template row lock, so version numbers are taken one at a time.
 from __future__ import annotations
 
 import asyncio
+import uuid
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
@@ -112,6 +113,30 @@ async def render_fields(fields: TemplateFields, variables: Mapping[str, Any]) ->
     return nest_data(rendered)
 
 
+async def _save_active_version(
+    session: AsyncSession,
+    template_id: uuid.UUID,
+    locale: str,
+    values: dict[str, Any],
+    variables: list[str],
+    created_by: str | None,
+) -> TemplateVersion:
+    """The next version number for (template, locale), saved and made active; the caller
+    holds the template row lock, so numbers are taken one at a time."""
+    number = await repo.next_version_number(session, template_id, locale)
+    row = await repo.insert_version(
+        session,
+        template_id=template_id,
+        locale=locale,
+        version=number,
+        values=values,
+        variables=variables,
+        created_by=created_by,
+    )
+    await repo.set_active(session, template_id, locale, number)
+    return row
+
+
 class TemplateCatalog:
     def __init__(
         self, sessions: async_sessionmaker[AsyncSession], settings: TemplateSettings
@@ -135,17 +160,9 @@ class TemplateCatalog:
             )
             if template is None:
                 template = await self._revive(session, body)
-            number = await repo.next_version_number(session, template.id, locale)
-            row = await repo.insert_version(
-                session,
-                template_id=template.id,
-                locale=locale,
-                version=number,
-                values=values,
-                variables=variables,
-                created_by=created_by,
+            row = await _save_active_version(
+                session, template.id, locale, values, variables, created_by
             )
-            await repo.set_active(session, template.id, locale, number)
             await session.refresh(template)
             locales = (await repo.locales_of(session, [template.id])).get(template.id, [])
             return CreatedOut(
@@ -170,17 +187,9 @@ class TemplateCatalog:
         locale = body.locale or self.default_locale
         async with session_scope(self.sessions) as session:
             template = await self._template(session, code, body.channel, for_update=True)
-            number = await repo.next_version_number(session, template.id, locale)
-            row = await repo.insert_version(
-                session,
-                template_id=template.id,
-                locale=locale,
-                version=number,
-                values=values,
-                variables=variables,
-                created_by=created_by,
+            row = await _save_active_version(
+                session, template.id, locale, values, variables, created_by
             )
-            await repo.set_active(session, template.id, locale, number)
             changes = {
                 k: v
                 for k, v in (("name", body.name), ("description", body.description))

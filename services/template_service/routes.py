@@ -24,15 +24,14 @@ from services.template_service.schemas import (
     normalize_locale,
 )
 from shared.auth import require_internal_key
-from shared.envelope import Envelope, ErrorEnvelope, PageMeta, ok
-from shared.errors import ValidationFailed
+from shared.envelope import Envelope, ok
+from shared.errors import ValidationFailed, error_responses
+from shared.pagination import PaginationQuery, page_of
 from shared.template_client import CODE_PATTERN
 
 Body = dict[str, Any]
 CodePath = Annotated[str, Path(pattern=CODE_PATTERN, description="the template's slug")]
 VersionPath = Annotated[int, Path(ge=1)]
-Page = Annotated[int, Query(ge=1)]
-Limit = Annotated[int, Query(ge=1, le=100)]
 
 
 def locale_query(
@@ -63,9 +62,9 @@ _WHY = {
 }
 
 
-def errors(*codes: int) -> dict[int | str, dict[str, Any]]:
-    """OpenAPI entries for every error envelope a route can answer."""
-    return {code: {"model": ErrorEnvelope, "description": _WHY[code]} for code in (422, *codes)}
+def answers(model: Any, *codes: int) -> dict[str, Any]:
+    """A route's OpenAPI answers: its model inside the envelope, and every error it can give."""
+    return {"response_model": Envelope[model], "responses": error_responses(_WHY, *codes)}
 
 
 BODY = (400, 413)
@@ -76,91 +75,83 @@ router = APIRouter(prefix="/api/v1", tags=["templates"])
 @router.post(
     "/templates",
     status_code=status.HTTP_201_CREATED,
-    response_model=Envelope[CreatedOut],
-    responses=errors(*BODY, 401, 403, 409),
+    **answers(CreatedOut, *BODY, 401, 403, 409),
     summary="Create a template with its first (active) version (admin)",
 )
 async def create_template(body: TemplateCreate, admin: Admin, catalog: CatalogDep) -> Body:
     created = await catalog.create(body, created_by=str(admin.user_id))
-    return ok(created.model_dump(), message="template created")
+    return ok(created, "template created")
 
 
 @router.get(
     "/templates",
-    response_model=Envelope[list[TemplateOut]],
-    responses=errors(401),
+    **answers(list[TemplateOut], 401),
     summary="List templates",
 )
 async def list_templates(
     _: Reader,
     catalog: CatalogDep,
     locale: Locale,
+    pagination: PaginationQuery,
     channel: Channel | None = None,
     code: Annotated[str | None, Query(max_length=64, description="code prefix")] = None,
-    page: Page = 1,
-    limit: Limit = 20,
 ) -> Body:
     items, total = await catalog.list(
-        channel=channel, locale=locale, code_prefix=code, page=page, limit=limit
+        channel=channel,
+        locale=locale,
+        code_prefix=code,
+        page=pagination.page,
+        limit=pagination.limit,
     )
-    return ok(
-        [i.model_dump() for i in items],
-        message="templates",
-        meta=PageMeta.build(total=total, page=page, limit=limit),
-    )
+    return page_of(items, total, pagination, "templates")
 
 
 @router.post(
     "/templates/preview",
-    response_model=Envelope[RenderOut],
-    responses=errors(*BODY, 401),
+    **answers(RenderOut, *BODY, 401),
     summary="Render an unsaved draft (for editors)",
 )
 async def preview_template(body: PreviewRequest, _: Reader, catalog: CatalogDep) -> Body:
-    return ok((await catalog.preview(body)).model_dump(), message="preview rendered")
+    return ok(await catalog.preview(body), "preview rendered")
 
 
 @router.get(
     "/templates/{code}",
-    response_model=Envelope[TemplateCodeOut],
-    responses=errors(401, 404),
+    **answers(TemplateCodeOut, 401, 404),
     summary="A template's channels with the active version per locale",
 )
 async def get_template(
     code: CodePath, _: Reader, catalog: CatalogDep, channel: Channel | None = None
 ) -> Body:
-    return ok((await catalog.by_code(code, channel)).model_dump(), message="template")
+    return ok(await catalog.by_code(code, channel), "template")
 
 
 @router.put(
     "/templates/{code}",
-    response_model=Envelope[VersionOut],
-    responses=errors(*BODY, 401, 403, 404),
+    **answers(VersionOut, *BODY, 401, 403, 404),
     summary="Save a new version for (channel, locale) and make it active (admin)",
 )
 async def update_template(
     code: CodePath, body: TemplateUpdate, admin: Admin, catalog: CatalogDep
 ) -> Body:
     saved = await catalog.update(code, body, created_by=str(admin.user_id))
-    return ok(saved.model_dump(), message="version saved")
+    return ok(saved, "version saved")
 
 
 @router.delete(
     "/templates/{code}",
-    response_model=Envelope[DeletedOut],
-    responses=errors(401, 403, 404),
+    **answers(DeletedOut, 401, 403, 404),
     summary="Soft-delete a template (pinned versions keep rendering) (admin)",
 )
 async def delete_template(
     code: CodePath, _: Admin, catalog: CatalogDep, channel: Channel | None = None
 ) -> Body:
-    return ok((await catalog.delete(code, channel)).model_dump(), message="template deleted")
+    return ok(await catalog.delete(code, channel), "template deleted")
 
 
 @router.get(
     "/templates/{code}/versions",
-    response_model=Envelope[list[VersionListItem]],
-    responses=errors(401, 404),
+    **answers(list[VersionListItem], 401, 404),
     summary="A template's version history, newest first",
 )
 async def list_versions(
@@ -169,39 +160,32 @@ async def list_versions(
     _: Reader,
     catalog: CatalogDep,
     locale: Locale,
-    page: Page = 1,
-    limit: Limit = 20,
+    pagination: PaginationQuery,
 ) -> Body:
-    items, total = await catalog.versions(code, channel, locale, page, limit)
-    return ok(
-        [i.model_dump() for i in items],
-        message="versions",
-        meta=PageMeta.build(total=total, page=page, limit=limit),
-    )
+    items, total = await catalog.versions(code, channel, locale, pagination.page, pagination.limit)
+    return page_of(items, total, pagination, "versions")
 
 
 @router.post(
     "/templates/{code}/versions/{version}/activate",
-    response_model=Envelope[VersionOut],
-    responses=errors(*BODY, 401, 403, 404),
+    **answers(VersionOut, *BODY, 401, 403, 404),
     summary="Make an earlier (or later) version active: rollback (admin)",
 )
 async def activate_version(
     code: CodePath, version: VersionPath, body: ActivateRequest, _: Admin, catalog: CatalogDep
 ) -> Body:
-    return ok((await catalog.activate(code, version, body)).model_dump(), message="activated")
+    return ok(await catalog.activate(code, version, body), "activated")
 
 
 @router.post(
     "/templates/{code}/render",
-    response_model=Envelope[RenderOut],
-    responses=errors(*BODY, 401, 404),
+    **answers(RenderOut, *BODY, 401, 404),
     summary="Render the active (or a given) version with variables",
 )
 async def render_template(
     code: CodePath, body: RenderRequest, _: Reader, catalog: CatalogDep
 ) -> Body:
-    return ok((await catalog.render(code, body)).model_dump(), message="rendered")
+    return ok(await catalog.render(code, body), "rendered")
 
 
 internal_router = APIRouter(
@@ -211,24 +195,22 @@ internal_router = APIRouter(
 
 @internal_router.get(
     "/templates/{code}/active",
-    response_model=Envelope[VersionOut],
-    responses=errors(401, 404),
+    **answers(VersionOut, 401, 404),
     summary="The active version, locale fallback applied (pt-BR -> pt -> default)",
 )
 async def internal_active(
     code: CodePath, channel: Channel, catalog: CatalogDep, locale: Locale
 ) -> Body:
-    return ok((await catalog.active(code, channel, locale)).model_dump(), message="version")
+    return ok(await catalog.active(code, channel, locale), "version")
 
 
 @internal_router.get(
     "/templates/{code}/versions/{version}",
-    response_model=Envelope[VersionOut],
-    responses=errors(401, 404),
+    **answers(VersionOut, 401, 404),
     summary="Exactly that version, even of a soft-deleted template (immutable: cache it)",
 )
 async def internal_version(
     code: CodePath, version: VersionPath, channel: Channel, catalog: CatalogDep, locale: Locale
 ) -> Body:
     found = await catalog.version(code, channel, locale, version, include_deleted=True)
-    return ok(found.model_dump(), message="version")
+    return ok(found, "version")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from shared.settings import Settings
+from shared.settings import Settings, widen
 
 
 class TemplateSettings(Settings):
@@ -12,10 +12,4 @@ class TemplateSettings(Settings):
 
 
 def template_settings(settings: Settings | None = None) -> TemplateSettings:
-    """Widen plain `Settings` (e.g. a test's `base_settings`) to this service's settings,
-    keeping every value given and the defaults for the service's own fields."""
-    if settings is None:
-        return TemplateSettings()
-    if isinstance(settings, TemplateSettings):
-        return settings
-    return TemplateSettings.model_validate(settings.model_dump())
+    return widen(settings, TemplateSettings)

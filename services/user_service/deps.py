@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from typing import Annotated
 
-from fastapi import Depends, Query, Request
+from fastapi import Depends, Request
 
 from services.user_service.accounts import Accounts
 from shared.auth import CurrentPrincipal
@@ -29,5 +29,3 @@ async def reachable_user_id(user_id: uuid.UUID, principal: CurrentPrincipal) -> 
 
 
 ReachableUserId = Annotated[uuid.UUID, Depends(reachable_user_id)]
-Page = Annotated[int, Query(ge=1, le=100_000, description="1-based page number")]
-Limit = Annotated[int, Query(ge=1, le=100, description="items per page")]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from shared.settings import Settings
+from shared.settings import Settings, widen
 
 
 class UserServiceSettings(Settings):
@@ -21,10 +21,4 @@ class UserServiceSettings(Settings):
 
 
 def user_service_settings(settings: Settings | None = None) -> UserServiceSettings:
-    """Widen plain `Settings` (e.g. a test's `base_settings`) to this service's settings,
-    keeping every value given and the defaults for the service's own fields."""
-    if settings is None:
-        return UserServiceSettings()
-    if isinstance(settings, UserServiceSettings):
-        return settings
-    return UserServiceSettings.model_validate(settings.model_dump())
+    return widen(settings, UserServiceSettings)

@@ -29,17 +29,18 @@ from dataclasses import dataclass
 from typing import Annotated, Any
 
 from aio_pika.abc import AbstractIncomingMessage, AbstractRobustConnection
-from fastapi import APIRouter, Body, Query, Request
+from fastapi import APIRouter, Body, Request
 from prometheus_client import Counter
 from pydantic import BaseModel, ValidationError
 
 from shared.auth import InternalKey
-from shared.envelope import PageMeta, ok
+from shared.envelope import ok
 from shared.errors import DependencyUnavailable, NotFound
 from shared.messaging.message import Channel, NotificationMessage
 from shared.messaging.publisher import Publisher, PublishError
 from shared.messaging.topology import FAILED_QUEUE, WORK_QUEUES
 from shared.notification_status import NotificationStatus, StatusStore
+from shared.pagination import PaginationQuery, page_of
 
 logger = logging.getLogger("shared.messaging.dead_letters")
 
@@ -274,15 +275,12 @@ def dead_letter_router() -> APIRouter:
     async def list_dead_letters(
         request: Request,
         _: InternalKey,
-        page: Annotated[int, Query(ge=1)] = 1,
-        limit: Annotated[int, Query(ge=1, le=500)] = 50,
+        pagination: PaginationQuery,
     ) -> dict[str, Any]:
-        items, total = await _dead_letters(request).list(page=page, limit=limit)
-        return ok(
-            items,
-            message=f"{total} dead letters",
-            meta=PageMeta.build(total=total, page=page, limit=limit),
+        items, total = await _dead_letters(request).list(
+            page=pagination.page, limit=pagination.limit
         )
+        return page_of(items, total, pagination, f"{total} dead letters")
 
     @router.post("/replay", summary="Replay one or all of this channel's dead letters")
     async def replay_dead_letters(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from shared.envelope import ErrorEnvelope
+from shared.errors import error_responses as shared_error_responses
 
 _WHY = {
     400: "malformed JSON (`invalid_json`)",
@@ -19,9 +19,7 @@ _WHY = {
 
 
 def error_responses(*codes: int) -> dict[int | str, dict[str, Any]]:
-    """OpenAPI entries for the error envelopes a route can answer, so the contract documents
-    every status a caller can see (FastAPI's default 422 schema is not our envelope)."""
-    return {code: {"model": ErrorEnvelope, "description": _WHY[code]} for code in (422, *codes)}
+    return shared_error_responses(_WHY, *codes)
 
 
 BODY = (400, 413)

@@ -11,7 +11,7 @@ from typing import Any
 from fastapi import APIRouter, Query, Request, Response, status
 
 from services.user_service.accounts import preferences_out
-from services.user_service.deps import AccountsDep, Limit, Page, ReachableUserId
+from services.user_service.deps import AccountsDep, ReachableUserId
 from services.user_service.models import Preferences, User
 from services.user_service.routes import BODY, USER, error_responses
 from services.user_service.schemas import (
@@ -28,7 +28,8 @@ from services.user_service.schemas import (
 )
 from shared.auth import AdminPrincipal, CurrentPrincipal
 from shared.contracts import ContactPreferences
-from shared.envelope import Envelope, PageMeta, ok
+from shared.envelope import Envelope, ok
+from shared.pagination import PaginationQuery, page_of
 
 router = APIRouter(prefix="/api/v1")
 
@@ -119,15 +120,15 @@ async def update_me(body: UserUpdate, principal: CurrentPrincipal, accounts: Acc
 async def list_users(
     _: AdminPrincipal,
     accounts: AccountsDep,
-    page: Page = 1,
-    limit: Limit = 20,
+    pagination: PaginationQuery,
     email: str | None = Query(
         default=None, max_length=254, pattern=NO_CONTROL_CHARS, description="part of the email"
     ),
 ) -> Body:
-    users, total = await accounts.list_users(email=email, page=page, limit=limit)
-    data = [UserOut.model_validate(u) for u in users]
-    return ok(data, meta=PageMeta.build(total=total, page=page, limit=limit))
+    users, total = await accounts.list_users(
+        email=email, page=pagination.page, limit=pagination.limit
+    )
+    return page_of([UserOut.model_validate(u) for u in users], total, pagination)
 
 
 @router.get(
@@ -222,11 +223,12 @@ async def add_device(
     responses=error_responses(*USER),
 )
 async def list_devices(
-    user_id: ReachableUserId, accounts: AccountsDep, page: Page = 1, limit: Limit = 20
+    user_id: ReachableUserId, accounts: AccountsDep, pagination: PaginationQuery
 ) -> Body:
-    devices, total = await accounts.list_devices(user_id, page=page, limit=limit)
-    data = [DeviceOut.model_validate(d) for d in devices]
-    return ok(data, meta=PageMeta.build(total=total, page=page, limit=limit))
+    devices, total = await accounts.list_devices(
+        user_id, page=pagination.page, limit=pagination.limit
+    )
+    return page_of([DeviceOut.model_validate(d) for d in devices], total, pagination)
 
 
 @router.delete(
