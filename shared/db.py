@@ -108,7 +108,7 @@ async def create_asyncpg_pool(
     settings: Settings, *, application_name: str, max_size: int | None = None
 ) -> asyncpg.Pool:
     """A plain asyncpg pool for hot paths (the send path, status transitions): SQLAlchemy's
-    async layer costs a good part of the per-message CPU budget (FACTS.md)."""
+    async layer costs a good part of the per-message CPU budget (docs/measurements.md)."""
     pool: asyncpg.Pool = await asyncpg.create_pool(
         asyncpg_dsn(settings.database_url),
         min_size=1,

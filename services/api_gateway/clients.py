@@ -143,8 +143,9 @@ def create_user_session(
     base_url: str, *, internal_key: str, timeout_seconds: float
 ) -> aiohttp.ClientSession:
     """The user service's HTTP session. aiohttp rather than the shared httpx factory: this is
-    the per-message call of the hot path on a cache miss, and FACTS.md measured httpx far
-    behind aiohttp under concurrency (our profile agreed: httpx's pool scan per request)."""
+    the per-message call of the hot path on a cache miss, and httpx measured far behind
+    aiohttp under concurrency (docs/measurements.md; our profile agreed: httpx's pool scan per
+    request)."""
     return aiohttp.ClientSession(
         base_url=base_url,
         headers={"X-Internal-API-Key": internal_key},

@@ -25,7 +25,7 @@ from services.api_gateway.rate_limit import RateLimits
 from services.api_gateway.schemas import (
     Accepted,
     CallbackResult,
-    HngSendRequest,
+    LegacySendRequest,
     SendCommand,
     SendRequest,
     StatusCallback,
@@ -140,14 +140,14 @@ async def send_notification(
     "/api/v1/notifications/",
     status_code=202,
     tags=["notifications"],
-    summary="Send a notification (HNG task contract)",
+    summary="Send a notification (legacy body)",
     responses=_SEND_RESPONSES,
     response_class=Response,
 )
 @router.post("/api/v1/notifications", include_in_schema=False, status_code=202)
-async def send_notification_hng(
+async def send_notification_legacy(
     request: Request,
-    body: HngSendRequest,
+    body: LegacySendRequest,
     sends: SendServiceDep,
     limits: RateLimitsDep,
     api_key: CurrentApiKey,

@@ -86,7 +86,7 @@ class SendCommand:
 
 
 class SendRequest(BaseModel):
-    """`POST /v1/notifications/send`. `channel`/`template_slug` are the original's names."""
+    """`POST /v1/notifications/send`. `channel`/`template_slug` are accepted legacy names."""
 
     model_config = ConfigDict(
         extra="forbid",
@@ -146,7 +146,7 @@ class SendRequest(BaseModel):
         )
 
 
-class HngVariables(BaseModel):
+class LegacyVariables(BaseModel):
     """The task statement's variables: `name`, `link` (a URL) and optional `meta`."""
 
     model_config = ConfigDict(extra="allow")
@@ -156,20 +156,20 @@ class HngVariables(BaseModel):
     meta: JsonObject | None = None
 
     @model_validator(mode="after")
-    def _extras_storable(self) -> HngVariables:
+    def _extras_storable(self) -> LegacyVariables:
         _storable(self.model_extra or {})
         return self
 
 
-class HngSendRequest(BaseModel):
-    """`POST /api/v1/notifications/`: the HNG task statement's body (integer priority)."""
+class LegacySendRequest(BaseModel):
+    """`POST /api/v1/notifications/`: the legacy body (integer priority, fixed variables)."""
 
     model_config = ConfigDict(extra="forbid")
 
     notification_type: Channel
     user_id: uuid.UUID
     template_code: TemplateCode
-    variables: HngVariables
+    variables: LegacyVariables
     request_id: RequestId | None = None
     priority: PriorityNumber = 5
     metadata: JsonObject | None = None

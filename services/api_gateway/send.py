@@ -1,6 +1,6 @@
 """The send use case: from a validated command to a durable notification and a 202.
 
-Order (issue 5): the route has validated and rate-limited; here come idempotency, enrichment
+Order: the route has validated and rate-limited; here come idempotency, enrichment
 (contact, active template, a render check), the user's preferences, then one accept statement
 (status row + history + idempotency record + outbox row) and the inline publish. A failure
 before the accept releases the idempotency claim, so a retry runs afresh.

@@ -1,7 +1,7 @@
 """Building the outgoing message: multipart text + HTML, headers that no variable can inject.
 
 The compat32 `MIMEMultipart` path is used on purpose: it costs about a third of the modern
-`EmailMessage` API per message (FACTS.md), and this is the worker's hot path. compat32 does not
+`EmailMessage` API per message (docs/measurements.md), and this is the worker's hot path. compat32 does not
 police header values, so every value that becomes a header is checked here first: CR, LF, NUL
 and other control characters, and RFC 2047 encoded-words (`=?`), are refused. The last one is
 CVE-2024-6923: this Python lets an encoded newline become a real one when the message is

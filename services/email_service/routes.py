@@ -1,7 +1,6 @@
 """The email worker's own HTTP route: send one test message directly (internal key only).
 
-Guarded by the internal key because an unauthenticated test endpoint is an open relay (a
-defect of the original).
+Guarded by the internal key because an unauthenticated test endpoint would be an open relay.
 """
 
 from __future__ import annotations

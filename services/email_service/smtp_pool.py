@@ -1,7 +1,7 @@
 """A bounded pool of reused SMTP connections.
 
-A new connection per message costs more than half the throughput (FACTS.md: ~420 vs ~900+
-msg/s), so connections are kept and reused, at most `smtp_pool_size` at once; senders beyond
+A new connection per message costs more than half the throughput (~420 vs ~900+
+msg/s, docs/measurements.md), so connections are kept and reused, at most `smtp_pool_size` at once; senders beyond
 that wait for a free one. A connection that failed in any way is closed rather than reused.
 A reused connection the server has meanwhile dropped is retried once on a fresh one, since
 nothing was sent on it.
@@ -32,7 +32,7 @@ def connection_options(settings: Settings) -> dict[str, Any]:
     """aiosmtplib keyword arguments for the configured security mode.
 
     `start_tls` is always explicit: aiosmtplib would otherwise upgrade whenever the server
-    offers it, and never STARTTLS on 465, the implicit-TLS port (a defect of the original).
+    offers it, and never STARTTLS on 465, the implicit-TLS port.
     """
     security = settings.smtp_security
     if security == "starttls" and settings.smtp_port == IMPLICIT_TLS_PORT:

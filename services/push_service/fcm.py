@@ -6,7 +6,7 @@ message in hand) for as long as FCM asks. Here google-auth only signs the servic
 assertion and keeps the token (its `token_uri` honoured, cached until shortly before expiry);
 the one blocking refresh runs in a thread behind a lock, so it happens once, off the loop.
 Sends go through one shared aiohttp session under a semaphore of `fcm_concurrency` (httpx's
-async client cost about 10 ms of CPU per send under load here, FACTS.md and
+async client cost about 10 ms of CPU per send under load here, docs/measurements.md and
 docs/guides/benchmark.md; aiohttp a fraction of that); a
 `Retry-After` is returned to the caller, which schedules the retry through a delay queue
 instead of sleeping.

@@ -2,8 +2,8 @@
 
 Every attempt counts and a success clears the count, so a password guesser gets
 `login_max_attempts` tries per window while a user who logs in often is never blocked. The
-window starts at the first attempt and is not re-armed by later ones (the original re-armed it,
-so a busy client stayed blocked). The email is hashed in the key: keys are visible to anyone
+window starts at the first attempt and is not re-armed by later ones (re-arming it would keep
+a busy client blocked). The email is hashed in the key: keys are visible to anyone
 with Redis access and must not list who tried to log in.
 
 If Redis is down the limiter fails open: an unavailable limiter must not lock everyone out, and

@@ -133,7 +133,7 @@ class PreferencesIn(Input):
 
 
 class RegistrationPreferences(Input):
-    """At registration both flags default to on, as in the original service."""
+    """At registration both flags default to on."""
 
     email: StrictBool = True
     push: StrictBool = True
@@ -150,7 +150,7 @@ class UserCreate(Input):
     locale: Locale = "en"
     timezone: TimeZone = "UTC"
     preferences: RegistrationPreferences | None = None
-    # The original's registration body: a device token that becomes an android device.
+    # The legacy registration body: a device token that becomes an android device.
     push_token: DeviceToken | None = None
 
 

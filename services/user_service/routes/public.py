@@ -57,7 +57,7 @@ async def register(body: UserCreate, accounts: AccountsDep) -> Body:
     return ok(_user_out(user, preferences), "user created")
 
 
-# The original's task statement posts to `/api/v1/users/`; answer it directly rather than
+# Legacy clients post to `/api/v1/users/`; answer it directly rather than
 # with a redirect that some clients would not follow for a POST.
 router.add_api_route(
     "/users/",

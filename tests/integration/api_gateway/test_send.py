@@ -156,7 +156,7 @@ async def test_missing_variables_are_422_naming_them(gw: Running, upstream: Upst
     assert [d["field"] for d in body["details"]] == ["variables.link"]
 
 
-async def test_hng_contract_is_served_by_the_same_handler(
+async def test_legacy_contract_is_served_by_the_same_handler(
     gw: Running, upstream: Upstream, tap: Tap
 ) -> None:
     user_id = upstream.add_user()
@@ -167,7 +167,7 @@ async def test_hng_contract_is_served_by_the_same_handler(
         "variables": {"name": "Ada", "link": "https://example.com/x", "meta": {"k": "v"}},
         "request_id": uuid.uuid4().hex,
         "priority": 1,
-        "metadata": {"source": "hng"},
+        "metadata": {"source": "legacy"},
     }
     response = await gw.client.post("/api/v1/notifications/", json=body, headers=gw.headers)
     assert response.status_code == 202, response.text

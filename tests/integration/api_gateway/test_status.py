@@ -25,7 +25,7 @@ def _internal(gw: Running) -> dict[str, str]:
 
 
 async def test_status_by_notification_id_or_request_id(gw: Running, upstream: Upstream) -> None:
-    request_id = str(uuid.uuid4())  # the original's clients send uuid request ids
+    request_id = str(uuid.uuid4())  # legacy clients send uuid request ids
     sent = await _send(gw, upstream, request_id=request_id)
     for ref in (sent["notification_id"], request_id):
         response = await gw.client.get(f"/v1/notifications/{ref}/status", headers=gw.headers)

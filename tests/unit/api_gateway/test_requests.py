@@ -9,7 +9,7 @@ from pydantic import ValidationError
 
 from services.api_gateway.idempotency import fingerprint, parse_idempotency_key
 from services.api_gateway.rate_limit import RateDecision
-from services.api_gateway.schemas import HngSendRequest, SendRequest
+from services.api_gateway.schemas import LegacySendRequest, SendRequest
 from shared.errors import BadRequest
 
 USER = str(uuid.uuid4())
@@ -54,8 +54,8 @@ def test_unknown_fields_are_refused() -> None:
         _send(extra_field=1)
 
 
-def test_hng_body_maps_to_the_same_command() -> None:
-    command = HngSendRequest.model_validate(
+def test_legacy_body_maps_to_the_same_command() -> None:
+    command = LegacySendRequest.model_validate(
         {
             "notification_type": "push",
             "user_id": USER,
@@ -68,7 +68,7 @@ def test_hng_body_maps_to_the_same_command() -> None:
     assert command.priority == 3 and command.request_id == "r1"
     assert command.variables == {"name": "Ada", "link": "https://example.com/a"}
     with pytest.raises(ValidationError):
-        HngSendRequest.model_validate(
+        LegacySendRequest.model_validate(
             {
                 "notification_type": "push",
                 "user_id": USER,
