@@ -20,7 +20,7 @@ from services.api_gateway.api_keys import ApiKey
 from services.api_gateway.clients import TemplateLookup, UserClient
 from services.api_gateway.idempotency import Claim, IdempotencyStore, Replay
 from services.api_gateway.outbox import Outbox, OutboxMessage
-from services.api_gateway.preferences import decide
+from services.api_gateway.preferences import Decision, decide
 from services.api_gateway.schemas import SendCommand
 from services.api_gateway.settings import GatewaySettings
 from services.api_gateway.store import (
@@ -40,7 +40,6 @@ from shared.messaging.message import (
     TemplateRef,
 )
 from shared.notification_status import NotificationStatus
-from shared.rendering import MissingVariables, RenderError, render
 
 logger = logging.getLogger("api_gateway.send")
 
@@ -118,75 +117,30 @@ class SendService:
     async def _accept(
         self, api_key: ApiKey, command: SendCommand, claim: Claim | None
     ) -> SendResult:
+        """Enrich, decide, write the notification durably, then publish it."""
         contact = await self.users.contact(command.user_id)
         channel = command.notification_type
         template = await self.templates.active(
             command.template_code, channel.value, command.locale or contact.locale
         )
         check_variables(template, command.variables)
-
         now = datetime.now(UTC)
         decision = decide(contact, channel, now)
         notification_id = uuid.uuid4()
         correlation_id = get_correlation_id() or new_correlation_id()
-
-        outbox_entry: OutboxEntry | None = None
-        message: NotificationMessage | None = None
+        outbox_entry = None
         if decision.status is not NotificationStatus.SKIPPED:
             message = build_message(
                 notification_id, command, contact, template, correlation_id, now
             )
-            queued = decision.status is NotificationStatus.QUEUED
-            outbox_entry = OutboxEntry(
-                routing_key=channel.value,
-                payload=message.to_bytes(),
-                correlation_id=correlation_id,
-                kind="publish" if queued else "release",
-                available_at=(
-                    now + timedelta(seconds=self.settings.outbox_inline_grace_seconds)
-                    if queued
-                    else decision.release_at or now
-                ),
-            )
-
-        data = {
-            "notification_id": str(notification_id),
-            "status": decision.status.value,
-            "request_id": command.request_id,
-            "notification_type": channel.value,
-            "created_at": now.isoformat(),
-            "status_reason": decision.reason,
-            "scheduled_for": decision.release_at.isoformat() if decision.release_at else None,
-        }
-        body = ok(data, message=_MESSAGES[decision.status])
-        completion = (
-            IdempotencyCompletion(key=claim.key, token=claim.token, status_code=202, response=body)
-            if claim is not None
-            else None
-        )
+            outbox_entry = self._outbox_entry(message, decision, now)
+        body = accepted_body(notification_id, command, decision, now)
         outbox_id = await self.store.accept(
-            NewNotification(
-                id=notification_id,
-                api_key_id=api_key.id,
-                request_id=command.request_id,
-                notification_type=channel.value,
-                user_id=command.user_id,
-                template_code=command.template_code,
-                template_version=template.version,
-                locale=template.locale,
-                priority=command.priority,
-                status=decision.status.value,
-                status_reason=decision.reason,
-                metadata=command.metadata,
-                scheduled_for=decision.release_at,
-                created_at=now,
-                detail=decision.reason or "accepted",
-            ),
+            new_notification(notification_id, api_key, command, template, decision, now),
             outbox_entry,
-            completion,
+            IdempotencyCompletion(claim.key, claim.token, 202, body) if claim else None,
         )
         ACCEPTED.labels(channel.value, decision.status.value).inc()
-
         if outbox_id is not None and outbox_entry is not None and outbox_entry.kind == "publish":
             await self.outbox.publish_inline(
                 outbox_id,
@@ -200,22 +154,82 @@ class SendService:
             )
         return SendResult(202, body)
 
+    def _outbox_entry(
+        self, message: NotificationMessage, decision: Decision, now: datetime
+    ) -> OutboxEntry:
+        """Published at once (the relay takes it after a grace if the inline publish fails),
+        or released when quiet hours end."""
+        queued = decision.status is NotificationStatus.QUEUED
+        return OutboxEntry(
+            routing_key=message.notification_type.value,
+            payload=message.to_bytes(),
+            correlation_id=message.correlation_id,
+            kind="publish" if queued else "release",
+            available_at=(
+                now + timedelta(seconds=self.settings.outbox_inline_grace_seconds)
+                if queued
+                else decision.release_at or now
+            ),
+        )
+
+
+def new_notification(
+    notification_id: uuid.UUID,
+    api_key: ApiKey,
+    command: SendCommand,
+    template: TemplateVersion,
+    decision: Decision,
+    now: datetime,
+) -> NewNotification:
+    return NewNotification(
+        id=notification_id,
+        api_key_id=api_key.id,
+        request_id=command.request_id,
+        notification_type=command.notification_type.value,
+        user_id=command.user_id,
+        template_code=command.template_code,
+        template_version=template.version,
+        locale=template.locale,
+        priority=command.priority,
+        status=decision.status.value,
+        status_reason=decision.reason,
+        metadata=command.metadata,
+        scheduled_for=decision.release_at,
+        created_at=now,
+        detail=decision.reason or "accepted",
+    )
+
+
+def accepted_body(
+    notification_id: uuid.UUID, command: SendCommand, decision: Decision, now: datetime
+) -> dict[str, Any]:
+    """The 202's body, also kept by the idempotency record to replay."""
+    data = {
+        "notification_id": str(notification_id),
+        "status": decision.status.value,
+        "request_id": command.request_id,
+        "notification_type": command.notification_type.value,
+        "created_at": now.isoformat(),
+        "status_reason": decision.reason,
+        "scheduled_for": decision.release_at.isoformat() if decision.release_at else None,
+    }
+    return ok(data, message=_MESSAGES[decision.status])
+
 
 def check_variables(template: TemplateVersion, variables: dict[str, Any]) -> None:
-    """Render once with the shared renderer, so a 202 never hides a template that fails."""
-    try:
-        render(template.fields(), variables)
-    except MissingVariables as exc:
+    """Every variable the version uses must be given, so a 202 never hides a render that
+    cannot succeed. A membership test against the list the template service computed when the
+    version was saved: the gateway never renders a template on its event loop."""
+    missing = sorted(set(template.variables) - variables.keys())
+    if missing:
         raise ValidationFailed(
-            exc.message,
+            "missing variables: " + ", ".join(missing),
             code="missing_variables",
             details=[
                 {"field": f"variables.{name}", "message": "required by the template"}
-                for name in exc.names
+                for name in missing
             ],
-        ) from exc
-    except RenderError as exc:
-        raise ValidationFailed(exc.message, code=exc.code) from exc
+        )
 
 
 def build_message(
