@@ -23,6 +23,11 @@ from shared.envelope import ErrorEnvelope, error_body
 logger = logging.getLogger("shared.errors")
 
 
+class TransientError(Exception):
+    """A dependency failed in a way worth retrying (connection refused, timeout, 5xx): it may
+    answer next time. Not an answer to a client: callers turn it into a retry or a 503."""
+
+
 class AppError(Exception):
     """Base of every error a service raises on purpose."""
 

@@ -3,7 +3,18 @@
 Transitions are monotonic: `transition()` moves a row only from the states listed in
 `ALLOWED_FROM`, in one statement, so a late or replayed update can never move a notification
 backwards (a stale `processing` never overwrites `delivered`). The history gets one row per
-(status, attempt), enforced by a unique index, so a redelivered message does not duplicate it.
+(status, attempt, generation), enforced by a unique index, so a redelivered message does not
+duplicate it.
+
+Workers never move a row with a plain transition. They **claim** it (`claim`): one statement
+for a whole batch that takes only rows waiting for a worker (`queued`, `scheduled`,
+`retrying`, or `processing` whose lease expired), for a newer attempt than the row has seen,
+and gives each claim a fencing token and a lease. Every later write of that attempt (`finish`:
+delivered, retrying, failed, skipped, expired; push device results; lease extensions) is
+conditional on the token, so a copy of a message that lost the claim can never send or record
+anything. A claim of the same attempt again (a crash, a handler error) counts in
+`attempt_claims`; past the limit the claim itself marks the row `failed` (`handler_error`)
+instead of handing it out, so a message that kills its worker cannot loop forever.
 """
 
 from __future__ import annotations
@@ -11,6 +22,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from enum import StrEnum
 from typing import Any, Protocol, TypedDict, Unpack
 
@@ -20,6 +32,7 @@ from sqlalchemy import (
     DateTime,
     Index,
     Integer,
+    LargeBinary,
     MetaData,
     String,
     Table,
@@ -43,20 +56,29 @@ class NotificationStatus(StrEnum):
     DELIVERED = "delivered"
     FAILED = "failed"
     SKIPPED = "skipped"
+    EXPIRED = "expired"
 
 
 TERMINAL = frozenset(
-    {NotificationStatus.DELIVERED, NotificationStatus.FAILED, NotificationStatus.SKIPPED}
+    {
+        NotificationStatus.DELIVERED,
+        NotificationStatus.FAILED,
+        NotificationStatus.SKIPPED,
+        NotificationStatus.EXPIRED,
+    }
 )
+OPEN = frozenset(set(NotificationStatus) - TERMINAL)
+"""Waiting for or in the hands of a worker: what the reconciler watches."""
 
 S = NotificationStatus
 ALLOWED_FROM: dict[NotificationStatus, frozenset[NotificationStatus]] = {
     S.QUEUED: frozenset({S.SCHEDULED}),
-    S.PROCESSING: frozenset({S.QUEUED, S.SCHEDULED, S.RETRYING, S.PROCESSING}),
-    S.RETRYING: frozenset({S.QUEUED, S.PROCESSING, S.RETRYING}),
+    S.PROCESSING: frozenset(),  # only through `claim`
+    S.RETRYING: frozenset({S.PROCESSING}),
     S.DELIVERED: frozenset({S.QUEUED, S.SCHEDULED, S.PROCESSING, S.RETRYING}),
     S.FAILED: frozenset({S.QUEUED, S.SCHEDULED, S.PROCESSING, S.RETRYING}),
-    S.SKIPPED: frozenset(),
+    S.SKIPPED: frozenset({S.QUEUED, S.SCHEDULED, S.PROCESSING, S.RETRYING}),
+    S.EXPIRED: frozenset({S.QUEUED, S.SCHEDULED, S.PROCESSING, S.RETRYING}),
 }
 """For each target status, the statuses it may be reached from. Terminal states have no exit,
 except the explicit replay of a failed notification (`reopen_failed`)."""
@@ -88,9 +110,23 @@ notification_statuses = Table(
     Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
     Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
     Column("delivered_at", DateTime(timezone=True), nullable=True),
+    # The current claim of a worker (see the module docstring) and when it lapses.
+    Column("claim_token", UUID(as_uuid=True), nullable=True),
+    Column("lease_until", DateTime(timezone=True), nullable=True),
+    # Claims of the current attempt; more than one means a crash or a handler error.
+    Column("attempt_claims", Integer, nullable=False, server_default="0"),
+    Column("next_attempt_at", DateTime(timezone=True), nullable=True),
+    Column("expires_at", DateTime(timezone=True), nullable=True),
+    # The message as accepted (attempt 1), so the reconciler can enqueue it again.
+    Column("payload", LargeBinary, nullable=True),
     Index("ix_notification_statuses_request_id", "api_key_id", "request_id"),
     Index("ix_notification_statuses_user_created", "user_id", "created_at"),
     Index("ix_notification_statuses_created", "created_at"),
+    Index(
+        "ix_notification_statuses_open",
+        "updated_at",
+        postgresql_where=text("status IN ('queued', 'scheduled', 'processing', 'retrying')"),
+    ),
 )
 
 notification_status_history = Table(
@@ -158,6 +194,50 @@ class TransitionResult:
     """The status after the call: the new one if applied, else the one found (None: no row)."""
 
 
+class ClaimOutcome(StrEnum):
+    CLAIMED = "claimed"
+    """This worker holds the row for the attempt: send it."""
+    LOST = "lost"
+    """Another copy holds it, it is finished, or the attempt is older than one seen: do not send."""
+    UNKNOWN = "unknown"
+    """No such notification."""
+    EXPIRED = "expired"
+    """Past its `expires_at`: the claim marked it `expired`; do not send."""
+    POISON = "poison"
+    """Claimed too often for one attempt: the claim marked it `failed` (`handler_error`)."""
+
+
+@dataclass(frozen=True)
+class Claim:
+    notification_id: uuid.UUID
+    outcome: ClaimOutcome
+    status: NotificationStatus | None
+    """The row's status after the claim (`processing` when claimed)."""
+    token: uuid.UUID | None = None
+    attempt: int = 0
+    created_at: datetime | None = None
+    """When the notification was accepted (the database's clock): the retry budget's start."""
+    expires_at: datetime | None = None
+    db_now: datetime | None = None
+    """The database's clock at the claim, so workers never compare against their own."""
+
+
+@dataclass(frozen=True)
+class Finish:
+    """How a claimed attempt ended, written by `finish` only if the claim still holds."""
+
+    notification_id: uuid.UUID
+    token: uuid.UUID
+    status: NotificationStatus
+    reason: str | None = None
+    """Why, in a word (`opted_out`, `permanent_failure`, `handler_error`, ...)."""
+    error: str | None = None
+    provider_id: str | None = None
+    detail: str | None = None
+    retry_in_ms: int = 0
+    """For `retrying`: when the next attempt is due (`next_attempt_at`)."""
+
+
 _TRANSITION_SQL = f"""
     WITH params AS (
         SELECT CAST($2 AS varchar) AS to_status,
@@ -166,28 +246,32 @@ _TRANSITION_SQL = f"""
                CAST($5 AS text) AS provider_id,
                CAST($6 AS text) AS detail,
                CAST($7 AS integer) AS bump,
-               CAST($8 AS integer) AS stale_guard,
-               CAST($9 AS varchar[]) AS allowed_from
+               CAST($8 AS varchar[]) AS allowed_from,
+               CAST($9 AS text) AS reason
     ), upd AS (
         UPDATE {SCHEMA}.notification_statuses AS n
            SET status = p.to_status,
+               status_reason = COALESCE(p.reason, n.status_reason),
                attempts = CASE WHEN p.bump = 1 THEN 0 ELSE GREATEST(n.attempts, p.attempt) END,
+               attempt_claims = CASE WHEN p.bump = 1 THEN 0 ELSE n.attempt_claims END,
                last_error = CASE WHEN p.to_status = 'delivered' THEN n.last_error
                                  ELSE COALESCE(p.error, n.last_error) END,
                provider_message_id = COALESCE(p.provider_id, n.provider_message_id),
                updated_at = now(),
                delivered_at = CASE WHEN p.to_status = 'delivered' THEN now()
                                    ELSE n.delivered_at END,
+               claim_token = NULL,
+               lease_until = NULL,
+               next_attempt_at = NULL,
                generation = n.generation + p.bump
           FROM params AS p
          WHERE n.id = $1
            AND n.status = ANY(p.allowed_from)
-           AND (p.stale_guard = 0 OR n.attempts <= p.attempt)
-     RETURNING n.id, n.status, n.generation, p.attempt, p.detail
+     RETURNING n.id, n.status, n.generation, n.attempts, p.detail
     ), hist AS (
         INSERT INTO {SCHEMA}.notification_status_history
                (notification_id, status, attempt, generation, detail)
-        SELECT id, status, attempt, generation, detail FROM upd
+        SELECT id, status, attempts, generation, detail FROM upd
         ON CONFLICT ON CONSTRAINT uq_history_once DO NOTHING
     )
     SELECT status FROM upd
@@ -197,6 +281,104 @@ trips) is needed around it."""
 
 _CURRENT_SQL = f"SELECT status FROM {SCHEMA}.notification_statuses WHERE id = $1"
 
+_CLAIM_SQL = f"""
+    WITH input AS (
+        SELECT t.id, t.attempt FROM unnest($1::uuid[], $2::int[]) AS t(id, attempt)
+    ), upd AS (
+        UPDATE {SCHEMA}.notification_statuses AS n
+           SET status = CASE
+                   WHEN n.expires_at <= now() THEN 'expired'
+                   WHEN i.attempt = n.attempts AND n.attempt_claims >= $5 THEN 'failed'
+                   ELSE 'processing' END,
+               status_reason = CASE
+                   WHEN n.expires_at <= now() THEN 'expired'
+                   WHEN i.attempt = n.attempts AND n.attempt_claims >= $5 THEN 'handler_error'
+                   ELSE n.status_reason END,
+               last_error = CASE
+                   WHEN i.attempt = n.attempts AND n.attempt_claims >= $5
+                   THEN 'claimed ' || n.attempt_claims || ' times without an outcome'
+                   ELSE n.last_error END,
+               attempts = i.attempt,
+               attempt_claims = CASE WHEN i.attempt > n.attempts THEN 1
+                                     ELSE n.attempt_claims + 1 END,
+               claim_token = $3,
+               lease_until = now() + make_interval(secs => $4),
+               next_attempt_at = NULL,
+               updated_at = now()
+          FROM input AS i
+         WHERE n.id = i.id
+           AND ((n.status IN ('queued', 'scheduled', 'retrying') AND i.attempt > n.attempts)
+             OR (n.status = 'processing' AND n.lease_until < now()
+                 AND i.attempt >= n.attempts))
+     RETURNING n.id, n.status, n.attempts, n.generation, n.created_at, n.expires_at,
+               n.status_reason
+    ), hist AS (
+        INSERT INTO {SCHEMA}.notification_status_history
+               (notification_id, status, attempt, generation, detail)
+        SELECT id, status, attempts, generation,
+               CASE status WHEN 'processing' THEN 'attempt ' || attempts
+                           ELSE status_reason END
+          FROM upd
+        ON CONFLICT ON CONSTRAINT uq_history_once DO NOTHING
+    )
+    SELECT id, status, attempts, created_at, expires_at, now() AS db_now FROM upd
+"""
+"""$1 ids, $2 attempts, $3 the fencing token, $4 lease seconds, $5 the claim limit per attempt.
+The WHERE is re-checked on the newest row version when two claims race, so exactly one wins."""
+
+_CURRENT_MANY_SQL = f"""
+    SELECT id, status FROM {SCHEMA}.notification_statuses WHERE id = ANY($1::uuid[])
+"""
+
+_FINISH_SQL = f"""
+    WITH o AS (
+        SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::varchar[], $4::text[], $5::text[],
+                             $6::text[], $7::text[], $8::int[])
+               AS t(id, token, status, reason, error, provider_id, detail, retry_in_ms)
+    ), upd AS (
+        UPDATE {SCHEMA}.notification_statuses AS n
+           SET status = o.status,
+               status_reason = o.reason,
+               last_error = CASE WHEN o.status = 'delivered' THEN n.last_error
+                                 ELSE COALESCE(o.error, n.last_error) END,
+               provider_message_id = COALESCE(o.provider_id, n.provider_message_id),
+               delivered_at = CASE WHEN o.status = 'delivered' THEN now()
+                                   ELSE n.delivered_at END,
+               next_attempt_at = CASE WHEN o.status = 'retrying'
+                                      THEN now() + make_interval(secs => o.retry_in_ms / 1000.0)
+                                 END,
+               claim_token = NULL,
+               lease_until = NULL,
+               updated_at = now()
+          FROM o
+         WHERE n.id = o.id AND n.claim_token = o.token AND n.status = 'processing'
+     RETURNING n.id, n.status, n.attempts, n.generation, o.detail
+    ), hist AS (
+        INSERT INTO {SCHEMA}.notification_status_history
+               (notification_id, status, attempt, generation, detail)
+        SELECT id, status, attempts, generation, detail FROM upd
+        ON CONFLICT ON CONSTRAINT uq_history_once DO NOTHING
+    )
+    SELECT id FROM upd
+"""
+
+_EXTEND_SQL = f"""
+    UPDATE {SCHEMA}.notification_statuses AS n
+       SET lease_until = now() + make_interval(secs => $3)
+      FROM unnest($1::uuid[], $2::uuid[]) AS t(id, token)
+     WHERE n.id = t.id AND n.claim_token = t.token AND n.status = 'processing'
+"""
+
+_RELEASE_SQL = f"""
+    UPDATE {SCHEMA}.notification_statuses
+       SET lease_until = now(),
+           attempt_claims = CASE WHEN $3 THEN attempt_claims
+                                 ELSE GREATEST(attempt_claims - 1, 0) END
+     WHERE id = $1 AND claim_token = $2 AND status = 'processing'
+"""
+"""Give a claim back at once so a redelivery can take it; `$3` says whether the attempt failed
+in our code (it counts toward the claim limit) or in a dependency (it does not)."""
+
 _DEVICE_RESULTS_SQL = f"""
     SELECT device_token, status, provider_message_id
       FROM {SCHEMA}.notification_device_results
@@ -204,13 +386,16 @@ _DEVICE_RESULTS_SQL = f"""
 """
 
 # One static statement for any number of devices (arrays unnested), so asyncpg's prepared
-# statement cache always hits; an `accepted` row is never downgraded.
+# statement cache always hits; an `accepted` row is never downgraded; nothing is written
+# unless the claim ($6) still holds.
 _RECORD_DEVICE_RESULTS_SQL = f"""
     INSERT INTO {SCHEMA}.notification_device_results AS d
            (notification_id, device_token, status, provider_message_id, error)
     SELECT $1, t.token, t.status, t.name, t.error
       FROM unnest($2::text[], $3::varchar[], $4::text[], $5::text[])
            AS t(token, status, name, error)
+     WHERE EXISTS (SELECT 1 FROM {SCHEMA}.notification_statuses s
+                    WHERE s.id = $1 AND s.claim_token = $6 AND s.status = 'processing')
     ON CONFLICT (notification_id, device_token) DO UPDATE
        SET status = EXCLUDED.status,
            provider_message_id = EXCLUDED.provider_message_id,
@@ -226,13 +411,11 @@ class TransitionOptions(TypedDict, total=False):
     attempt: int
     detail: str | None
     error: str | None
+    reason: str | None
     provider_id: str | None
     allowed_from: frozenset[NotificationStatus] | None
     bump_generation: bool
     """A DLQ replay: a new run whose history rows must not collide with the first run's."""
-    stale_guard: bool
-    """Refuse a message whose attempt is older than one already seen, so an old redelivery
-    that races its own retry is dropped instead of sending twice."""
 
 
 def _transition_args(
@@ -250,8 +433,8 @@ def _transition_args(
         options.get("provider_id"),
         options.get("detail"),
         1 if options.get("bump_generation") else 0,
-        1 if options.get("stale_guard") else 0,
         [s.value for s in allowed],
+        options.get("reason"),
     )
 
 
@@ -291,6 +474,7 @@ class StatusStore:
         to_status: NotificationStatus,
         **options: Unpack[TransitionOptions],
     ) -> TransitionResult:
+        """Move one notification outside a worker's claim (a release, a callback, a replay)."""
         args = _transition_args(notification_id, to_status, options)
         applied = await self.db.fetchval(_TRANSITION_SQL, *args)
         if applied is not None:
@@ -312,6 +496,86 @@ class StatusStore:
         value = await self.db.fetchval(_CURRENT_SQL, notification_id)
         return NotificationStatus(value) if value is not None else None
 
+    # --- a worker's claims ------------------------------------------------------------------
+
+    async def claim(
+        self,
+        attempts: Sequence[tuple[uuid.UUID, int]],
+        *,
+        lease_seconds: float,
+        max_claims: int,
+    ) -> dict[uuid.UUID, Claim]:
+        """Claim (notification id, attempt) pairs in one statement; one outcome per id.
+
+        Give each id once (the highest attempt in hand): the copies are duplicates anyway.
+        """
+        token = uuid.uuid4()
+        ids = [a[0] for a in attempts]
+        rows = await self.db.fetch(
+            _CLAIM_SQL, ids, [a[1] for a in attempts], token, lease_seconds, max_claims
+        )
+        claims: dict[uuid.UUID, Claim] = {}
+        for row in rows:
+            status = NotificationStatus(row["status"])
+            outcome = {
+                S.PROCESSING: ClaimOutcome.CLAIMED,
+                S.EXPIRED: ClaimOutcome.EXPIRED,
+                S.FAILED: ClaimOutcome.POISON,
+            }[status]
+            claims[row["id"]] = Claim(
+                row["id"],
+                outcome,
+                status,
+                token=token if outcome is ClaimOutcome.CLAIMED else None,
+                attempt=row["attempts"],
+                created_at=row["created_at"],
+                expires_at=row["expires_at"],
+                db_now=row["db_now"],
+            )
+        missing = [i for i in ids if i not in claims]
+        if missing:
+            found = {r["id"]: r["status"] for r in await self.db.fetch(_CURRENT_MANY_SQL, missing)}
+            for notification_id in missing:
+                current = found.get(notification_id)
+                claims[notification_id] = Claim(
+                    notification_id,
+                    ClaimOutcome.LOST if current is not None else ClaimOutcome.UNKNOWN,
+                    NotificationStatus(current) if current is not None else None,
+                )
+        return claims
+
+    async def finish(self, outcomes: Sequence[Finish]) -> set[uuid.UUID]:
+        """Record how claimed attempts ended, in one statement; the ids whose claim held."""
+        if not outcomes:
+            return set()
+        rows = await self.db.fetch(
+            _FINISH_SQL,
+            [o.notification_id for o in outcomes],
+            [o.token for o in outcomes],
+            [o.status.value for o in outcomes],
+            [o.reason for o in outcomes],
+            [o.error[:2000] if o.error else None for o in outcomes],
+            [o.provider_id for o in outcomes],
+            [o.detail for o in outcomes],
+            [o.retry_in_ms for o in outcomes],
+        )
+        return {r["id"] for r in rows}
+
+    async def extend_leases(
+        self, held: Sequence[tuple[uuid.UUID, uuid.UUID]], lease_seconds: float
+    ) -> None:
+        """Keep (id, token) claims alive while their sends run."""
+        if held:
+            await self.db.execute(
+                _EXTEND_SQL, [h[0] for h in held], [h[1] for h in held], lease_seconds
+            )
+
+    async def release(
+        self, notification_id: uuid.UUID, token: uuid.UUID, *, handler_error: bool
+    ) -> None:
+        """Give a claim back so the redelivered message can take it at once."""
+        await self.db.execute(_RELEASE_SQL, notification_id, token, handler_error)
+
     # --- push: per-device results ---------------------------------------------------------
 
     async def device_results(self, notification_id: uuid.UUID) -> dict[str, DeviceRecord]:
@@ -320,9 +584,10 @@ class StatusStore:
         return {r[0]: DeviceRecord(DeviceStatus(r[1]), r[2]) for r in rows}
 
     async def record_device_results(
-        self, notification_id: uuid.UUID, results: Sequence[DeviceResult]
+        self, notification_id: uuid.UUID, token: uuid.UUID, results: Sequence[DeviceResult]
     ) -> None:
-        """This round's results; an `accepted` device is never downgraded."""
+        """This round's results, if the claim `token` still holds; an `accepted` device is
+        never downgraded."""
         if not results:
             return
         await self.db.execute(
@@ -332,4 +597,5 @@ class StatusStore:
             [r.status.value for r in results],
             [r.provider_message_id for r in results],
             [r.error for r in results],
+            token,
         )

@@ -57,20 +57,48 @@ class Settings(BaseSettings):
     # --- request limits ------------------------------------------------------------------
     max_body_bytes: int = 64 * 1024
 
-    # --- workers -------------------------------------------------------------------------
+    # --- workers ---------------------------------------------------------------------------
     worker_prefetch: int = 50
     worker_shutdown_seconds: float = 10.0
-    retry_max_attempts: int = 5
-    # How long a worker keeps retrying the `delivered` write after a successful send before it
-    # gives the message back (which would send it again): covers short database outages.
-    status_write_retry_seconds: float = 30.0
+    # A claim lasts this long unless the worker extends it (it does, every third of it, while
+    # a send runs); a crashed worker's claims lapse after it and the reconciler takes over.
+    claim_lease_seconds: float = 30.0
+    # Claims of one attempt that ended without an outcome (crashes, handler errors) before the
+    # notification is failed with `handler_error`.
+    max_claims_per_attempt: int = 5
+    # Retries go on for this long after acceptance, then the notification fails.
+    retry_budget_seconds: float = 24 * 3600.0
+    # How long a worker keeps retrying a status write after the provider accepted a message
+    # before giving the message back (which could send it again): rides out database outages.
+    status_write_retry_seconds: float = 300.0
     retry_base_delay_ms: int = 4000
-    retry_max_delay_ms: int = 300_000
+    retry_max_delay_ms: int = 600_000
     # Delay queues exist once per level; a retry waits in the smallest level that covers its
     # (jittered) backoff, so these are the only waits RabbitMQ ever holds.
     retry_delay_levels_ms: list[int] = Field(
-        default_factory=lambda: [500, 1000, 2000, 4000, 8000, 16000, 32000, 64000, 128000, 300000]
+        default_factory=lambda: [
+            500,
+            1000,
+            2000,
+            4000,
+            8000,
+            16000,
+            32000,
+            64000,
+            128000,
+            300000,
+            600000,
+        ]
     )
+    # After this many provider failures in a row the worker stops consuming and probes the
+    # provider every `provider_probe_seconds` until it answers.
+    provider_failure_threshold: int = 5
+    provider_probe_seconds: float = 3.0
+    # Before every send a worker applies the user's current contact (opt-outs, address,
+    # devices), cached this long per worker and dropped at once when the user service
+    # announces a change. Off only for a deployment that wants acceptance-time decisions.
+    delivery_policy_check: bool = True
+    worker_contact_cache_ttl_seconds: float = 5.0
 
     # --- email ---------------------------------------------------------------------------
     smtp_host: str = "127.0.0.1"

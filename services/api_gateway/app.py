@@ -4,6 +4,7 @@ every resource (pools, clients, publisher, relay) and keeps them on `app.state.g
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import AsyncIterator, Mapping
 from contextlib import AsyncExitStack, asynccontextmanager
@@ -16,20 +17,17 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from services.api_gateway.api_keys import ApiKeyStore
 from services.api_gateway.breaker import CircuitBreaker
-from services.api_gateway.clients import (
-    Dependency,
-    TemplateLookup,
-    UserClient,
-    create_user_session,
-)
+from services.api_gateway.clients import Dependency, TemplateLookup
 from services.api_gateway.deps import RATE_LIMIT_STATE, Gateway
 from services.api_gateway.idempotency import IdempotencyStore
 from services.api_gateway.outbox import Outbox, broker_ready
 from services.api_gateway.rate_limit import RateLimiter, RateLimits
+from services.api_gateway.reconciler import Reconciler
 from services.api_gateway.routes import router
 from services.api_gateway.send import SendService
 from services.api_gateway.settings import GatewaySettings
 from services.api_gateway.store import NotificationStore
+from shared.contacts import ContactDirectory, create_user_session, listen_for_changes
 from shared.db import DB_UNAVAILABLE, create_asyncpg_pool
 from shared.envelope import error_body
 from shared.errors import DependencyUnavailable
@@ -120,18 +118,32 @@ def _dependency(settings: GatewaySettings, name: str) -> Dependency:
     )
 
 
-async def _user_client(settings: GatewaySettings, stack: AsyncExitStack) -> UserClient:
+async def _contacts(settings: GatewaySettings, stack: AsyncExitStack) -> ContactDirectory:
+    """Contacts behind the user service's breaker, dropped from the cache as soon as the user
+    service announces a change."""
     session = create_user_session(
         settings.user_service_url,
         internal_key=settings.internal_api_key.get_secret_value(),
         timeout_seconds=settings.gateway_dependency_timeout_seconds,
     )
     stack.push_async_callback(session.close)
-    return UserClient(
+    contacts = ContactDirectory(
         session,
-        _dependency(settings, "user_service"),
         ttl_seconds=settings.gateway_contact_cache_ttl_seconds,
+        guard=_dependency(settings, "user_service").call,
     )
+    listener = asyncio.create_task(
+        listen_for_changes(settings.redis_url, RedisKeys(settings.redis_key_prefix), contacts),
+        name="contact-changes",
+    )
+    stack.push_async_callback(_cancel, listener)
+    return contacts
+
+
+async def _cancel(task: asyncio.Task[None]) -> None:
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
 
 
 async def _template_lookup(settings: GatewaySettings, stack: AsyncExitStack) -> TemplateLookup:
@@ -175,10 +187,11 @@ async def _build(settings: GatewaySettings, stack: AsyncExitStack) -> Gateway:
         settings,
         store=store,
         idempotency=idempotency,
-        users=await _user_client(settings, stack),
+        contacts=await _contacts(settings, stack),
         templates=await _template_lookup(settings, stack),
         outbox=outbox,
     )
+    outbox.release_check = send.release_decision
     limiter = RateLimiter(redis, CircuitBreaker("redis", failure_threshold=3, reset_seconds=5.0))
     return Gateway(
         settings=settings,
@@ -200,6 +213,9 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         app.state.gateway = gateway
         gateway.outbox.start()
         stack.push_async_callback(gateway.outbox.stop)
+        reconciler = Reconciler(app.state.settings, gateway.pool)
+        reconciler.start()
+        stack.push_async_callback(reconciler.stop)
         yield
 
 

@@ -1,26 +1,21 @@
-"""The gateway's view of the user and template services: cached, bounded, and fail-fast.
+"""The gateway's guard on the user and template services: cached, bounded, and fail-fast.
 
 Each dependency call goes through `Dependency.call`: the dependency's circuit breaker first
 (open -> 503 `dependency_unavailable` with `Retry-After` at once), then a few retries with
 exponential backoff and jitter on transient errors only (connection failures, timeouts, 5xx).
 A 404 is an answer, not a failure: it neither retries nor counts against the breaker.
 
-Answers are cached in the process for a short TTL: a call out costs far more CPU than the rest
-of a send, so the hot path must mostly not call out at all.
+Answers are cached in the process for a short TTL (contacts: `shared.contacts`, invalidated
+when the user service announces a change): a call out costs far more CPU than the rest of a
+send, so the hot path must mostly not call out at all.
 """
 
 from __future__ import annotations
 
 import logging
-import time
-import uuid
-from collections import OrderedDict
 from collections.abc import Awaitable, Callable
-from typing import Generic, TypeVar
+from typing import TypeVar
 
-import aiohttp
-import orjson
-from pydantic import ValidationError
 from tenacity import (
     AsyncRetrying,
     retry_if_exception_type,
@@ -29,8 +24,9 @@ from tenacity import (
 )
 
 from services.api_gateway.breaker import BreakerOpen, CircuitBreaker
-from shared.contracts import Contact, TemplateVersion
-from shared.errors import DependencyUnavailable, NotFound
+from shared.cache import TTLCache
+from shared.contracts import TemplateVersion
+from shared.errors import DependencyUnavailable, TransientError
 from shared.metrics import DEPENDENCY_FAILURES
 from shared.template_client import (
     TemplateClient,
@@ -40,42 +36,7 @@ from shared.template_client import (
 
 logger = logging.getLogger("api_gateway.clients")
 
-K = TypeVar("K")
-V = TypeVar("V")
 T = TypeVar("T")
-
-
-class TransientError(Exception):
-    """Worth retrying: the dependency may answer next time."""
-
-
-class TTLCache(Generic[K, V]):
-    """A bounded in-process cache with a per-entry deadline (one event loop owns it)."""
-
-    def __init__(self, ttl_seconds: float, max_items: int = 10_000) -> None:
-        self.ttl = ttl_seconds
-        self.max_items = max_items
-        self._items: OrderedDict[K, tuple[float, V]] = OrderedDict()
-
-    def get(self, key: K) -> V | None:
-        hit = self._items.get(key)
-        if hit is None:
-            return None
-        if hit[0] <= time.monotonic():
-            del self._items[key]
-            return None
-        return hit[1]
-
-    def put(self, key: K, value: V) -> None:
-        if self.ttl <= 0:
-            return
-        self._items[key] = (time.monotonic() + self.ttl, value)
-        self._items.move_to_end(key)
-        while len(self._items) > self.max_items:
-            self._items.popitem(last=False)
-
-    def clear(self) -> None:
-        self._items.clear()
 
 
 class Dependency:
@@ -130,72 +91,6 @@ class Dependency:
             raise
         self.breaker.record_success()
         return result
-
-
-# --- user service ----------------------------------------------------------------------
-
-
-class UserNotFound(NotFound):
-    status_code, code, message = 404, "user_not_found", "no such user"
-
-
-def create_user_session(
-    base_url: str, *, internal_key: str, timeout_seconds: float
-) -> aiohttp.ClientSession:
-    """The user service's HTTP session. aiohttp rather than the shared httpx factory: this is
-    the per-message call of the hot path on a cache miss, and httpx measured far behind
-    aiohttp under concurrency (docs/measurements.md; our profile agreed: httpx's pool scan per
-    request)."""
-    return aiohttp.ClientSession(
-        base_url=base_url,
-        headers={"X-Internal-API-Key": internal_key},
-        timeout=aiohttp.ClientTimeout(total=timeout_seconds, connect=min(timeout_seconds, 2.0)),
-        connector=aiohttp.TCPConnector(limit=100, keepalive_timeout=30),
-        raise_for_status=False,
-    )
-
-
-class UserClient:
-    """Contacts: an in-process TTL cache in front of the user service, whose internal API
-    answers from its own Redis cache (so "cached in Redis" holds without a second copy here,
-    which would cost two more Redis round trips per miss)."""
-
-    def __init__(
-        self, http: aiohttp.ClientSession, dependency: Dependency, *, ttl_seconds: float
-    ) -> None:
-        self.http = http
-        self.dependency = dependency
-        self.cache: TTLCache[uuid.UUID, Contact] = TTLCache(ttl_seconds)
-
-    async def contact(self, user_id: uuid.UUID) -> Contact:
-        cached = self.cache.get(user_id)
-        if cached is not None:
-            return cached
-        contact = await self.dependency.call(lambda: self._fetch(user_id))
-        self.cache.put(user_id, contact)
-        return contact
-
-    async def _fetch(self, user_id: uuid.UUID) -> Contact:
-        try:
-            async with self.http.get(f"/internal/v1/users/{user_id}/contact") as response:
-                status = response.status
-                content = await response.read()
-        except (aiohttp.ClientError, TimeoutError) as exc:
-            raise TransientError(type(exc).__name__) from exc
-        if status == 404:
-            raise UserNotFound()
-        if status == 429 or status >= 500:
-            raise TransientError(f"answered {status}")
-        if status != 200:
-            # 401/403/400: our configuration is wrong; retrying cannot help.
-            logger.error("user service refused the contact call: %s", status)
-            raise DependencyUnavailable(
-                "the user service refused the request", headers={"Retry-After": "30"}
-            )
-        try:
-            return Contact.model_validate(orjson.loads(content)["data"])
-        except (ValueError, KeyError, TypeError, ValidationError) as exc:
-            raise TransientError("unreadable contact") from exc
 
 
 # --- template service ------------------------------------------------------------------

@@ -21,16 +21,20 @@ import contextlib
 import logging
 import random
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 import asyncpg
 from prometheus_client import Counter, Gauge
 
+from services.api_gateway.preferences import Decision
 from services.api_gateway.settings import GatewaySettings
 from shared.db import DB_UNAVAILABLE
+from shared.messaging.message import NotificationMessage
 from shared.messaging.publisher import Publisher, PublishError
-from shared.notification_status import NotificationStatus, StatusStore
+from shared.notification_status import OPEN, NotificationStatus, StatusStore
 
 logger = logging.getLogger("api_gateway.outbox")
 
@@ -72,6 +76,10 @@ _DELETE_IDS = "DELETE FROM api_gateway.outbox WHERE id = ANY($1::bigint[])"
 _COUNT = "SELECT count(*) FROM api_gateway.outbox"
 
 
+ReleaseCheck = Callable[[NotificationMessage], Awaitable[Decision]]
+"""Decides again, when a scheduled notification comes due, whether and when it may go."""
+
+
 @dataclass(frozen=True)
 class OutboxMessage:
     routing_key: str
@@ -95,10 +103,12 @@ class Outbox:
         publisher: Publisher,
         pool: asyncpg.Pool,
         purge_expired: Any = None,
+        release_check: ReleaseCheck | None = None,
     ) -> None:
         self.settings = settings
         self.publisher = publisher
         self.pool = pool
+        self.release_check = release_check
         self._purge_expired = purge_expired
         self._published: list[int] = []
         self._wake = asyncio.Event()
@@ -253,13 +263,16 @@ class Outbox:
             statuses = StatusStore(conn)
             to_send: list[Any] = []
             done: list[int] = []
+            postponed: list[tuple[int, str, float]] = []
             for row in rows:
-                if await self._should_publish(statuses, row):
+                verdict = await self._verdict(statuses, row)
+                if verdict is True:
                     to_send.append(row)
-                else:
+                elif verdict is False:
                     done.append(row["id"])
+                else:
+                    postponed.append((row["id"], verdict[0], verdict[1]))
             results = await asyncio.gather(*(self._relay_publish(row) for row in to_send))
-            postponed = []
             for row, error in zip(to_send, results, strict=True):
                 if error is None:
                     done.append(row["id"])
@@ -273,18 +286,39 @@ class Outbox:
             logger.warning("outbox relay: %d publishes failed; postponed", len(postponed))
         return len(rows)
 
-    async def _should_publish(self, statuses: StatusStore, row: Any) -> bool:
-        """Publish only what still waits for a worker; a row for a notification a worker
-        already took (or that ended) is just dropped."""
+    async def _verdict(self, statuses: StatusStore, row: Any) -> bool | tuple[str, float]:
+        """Publish (True), drop (False), or postpone (why, seconds) one due row.
+
+        A fresh message is published while its notification still waits for a worker; a
+        reconciler's copy while the notification is open (the claim decides who sends); a
+        scheduled notification is released only after its user's current preferences and
+        quiet hours are read again.
+        """
         status = row["status"]
-        if row["kind"] == "release":
-            if status == S.SCHEDULED:
-                await statuses.transition(
-                    row["notification_id"], S.QUEUED, detail="quiet hours are over"
-                )
-                return True
+        if row["kind"] == "reconcile":
+            return status in OPEN
+        if row["kind"] != "release":
+            return status in (S.QUEUED, S.SCHEDULED)
+        if status != S.SCHEDULED:
             return bool(status == S.QUEUED)
-        return status in (S.QUEUED, S.SCHEDULED)
+        if self.release_check is None:
+            await statuses.transition(row["notification_id"], S.QUEUED, detail="released")
+            return True
+        message = NotificationMessage.from_bytes(bytes(row["payload"]))
+        try:
+            decision = await self.release_check(message)
+        except Exception as exc:  # the user service may be down: try again shortly
+            return (f"release check failed: {type(exc).__name__}", self._delay(row["attempts"]))
+        if decision.status is S.SKIPPED:
+            await statuses.transition(
+                row["notification_id"], S.SKIPPED, reason=decision.code, detail=decision.reason
+            )
+            return False
+        if decision.status is S.SCHEDULED and decision.release_at is not None:
+            wait = (decision.release_at - datetime.now(UTC)).total_seconds()
+            return ("still within quiet hours", max(1.0, wait))
+        await statuses.transition(row["notification_id"], S.QUEUED, detail="released")
+        return True
 
     async def _relay_publish(self, row: Any) -> str | None:
         message = OutboxMessage(

@@ -20,32 +20,40 @@ from shared.notification_status import NotificationStatus
 @dataclass(frozen=True)
 class Decision:
     status: NotificationStatus
+    code: str | None = None
+    """The stable reason (`opted_out`, `no_address`, `no_devices`, `quiet_hours`): the status
+    row's `status_reason`."""
     reason: str | None = None
+    """The same for a person to read (the history's detail)."""
     release_at: datetime | None = None
 
 
 SEND = Decision(NotificationStatus.QUEUED)
+SKIP = NotificationStatus.SKIPPED
 
 
 def decide(contact: Contact, channel: Channel, now: datetime) -> Decision:
     prefs = contact.preferences
     if channel is Channel.EMAIL:
         if not prefs.email:
-            return Decision(NotificationStatus.SKIPPED, "the user turned off email")
+            return Decision(SKIP, "opted_out", "the user turned off email")
         if not contact.email:
-            return Decision(NotificationStatus.SKIPPED, "the user has no email address")
+            return Decision(SKIP, "no_address", "the user has no email address")
     else:
         if not prefs.push:
-            return Decision(NotificationStatus.SKIPPED, "the user turned off push")
+            return Decision(SKIP, "opted_out", "the user turned off push")
         if not contact.devices:
-            return Decision(NotificationStatus.SKIPPED, "the user has no registered device")
+            return Decision(SKIP, "no_devices", "the user has no registered device")
     if prefs.quiet_hours is not None:
         end = quiet_hours_end(
             now, prefs.quiet_hours.start, prefs.quiet_hours.end, contact.timezone or "UTC"
         )
         if end is not None:
             return Decision(
-                NotificationStatus.SCHEDULED, f"quiet hours until {end.isoformat()}", end
+                NotificationStatus.SCHEDULED,
+                "quiet_hours",
+                f"quiet hours until {end.isoformat()}",
+                end,
             )
     return SEND
 

@@ -212,7 +212,7 @@ async def list_notifications(
 
 _CALLBACK_TARGET = {
     "delivered": NotificationStatus.DELIVERED,
-    "pending": NotificationStatus.PROCESSING,
+    "pending": None,
     "failed": NotificationStatus.FAILED,
 }
 
@@ -228,7 +228,8 @@ _CALLBACK_TARGET = {
 async def status_callback(
     channel: Literal["email", "push"], body: StatusCallback, store: StoreDep, _: InternalKey
 ) -> dict[str, Any]:
-    """`delivered` and `failed` end a notification, `pending` marks it `processing`. Moves are
+    """`delivered` and `failed` end a notification; `pending` (the provider still has it)
+    changes nothing, since only a worker's claim makes a notification `processing`. Moves are
     monotonic: a late or replayed callback never takes a notification backwards."""
     target = _CALLBACK_TARGET[body.status]
     detail = f"{channel} callback: {body.status}"

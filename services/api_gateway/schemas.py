@@ -16,6 +16,7 @@ from typing import Annotated, Any, Literal
 from pydantic import (
     AfterValidator,
     AnyUrl,
+    AwareDatetime,
     BaseModel,
     ConfigDict,
     Field,
@@ -83,6 +84,11 @@ class SendCommand:
     priority: int
     locale: str | None
     metadata: dict[str, Any]
+    expires_at: datetime | None = None
+    ttl_seconds: int | None = None
+
+
+MAX_TTL_SECONDS = 366 * 24 * 3600
 
 
 class SendRequest(BaseModel):
@@ -116,6 +122,17 @@ class SendRequest(BaseModel):
     )
     locale: Locale | None = None
     metadata: JsonObject = Field(default_factory=dict)
+    expires_at: AwareDatetime | None = Field(
+        default=None,
+        description="ISO 8601 with an offset. Not delivered after this instant: a worker that "
+        "gets it later marks it `expired`; push passes the time left on as the message TTL.",
+    )
+    ttl_seconds: int | None = Field(
+        default=None,
+        ge=1,
+        le=MAX_TTL_SECONDS,
+        description="Instead of `expires_at`: expires this many seconds after acceptance.",
+    )
 
     @model_validator(mode="after")
     def _aliases_agree(self) -> SendRequest:
@@ -125,6 +142,8 @@ class SendRequest(BaseModel):
                 raise ValueError(f"one of {name} or {alias} is required")
             if value is not None and other is not None and value != other:
                 raise ValueError(f"{name} and {alias} disagree")
+        if self.expires_at is not None and self.ttl_seconds is not None:
+            raise ValueError("give expires_at or ttl_seconds, not both")
         return self
 
     def to_command(self) -> SendCommand:
@@ -143,6 +162,8 @@ class SendRequest(BaseModel):
             priority=priority,
             locale=self.locale,
             metadata=self.metadata,
+            expires_at=self.expires_at,
+            ttl_seconds=self.ttl_seconds,
         )
 
 
@@ -203,12 +224,16 @@ class Accepted(BaseModel):
     scheduled_for: datetime | None = Field(
         default=None, description="When a notification held by quiet hours will be sent."
     )
+    expires_at: datetime | None = Field(
+        default=None, description="Not delivered after this instant, if the send set one."
+    )
 
 
 class HistoryEntry(BaseModel):
     status: NotificationStatus
     at: datetime
     detail: str | None
+    attempt: int
 
 
 class StatusSummary(BaseModel):
@@ -225,6 +250,10 @@ class StatusSummary(BaseModel):
     attempts: int
     last_error: str | None
     scheduled_for: datetime | None
+    next_attempt_at: datetime | None = Field(
+        description="While `retrying`: when the next attempt is due."
+    )
+    expires_at: datetime | None
     created_at: datetime
     updated_at: datetime
     delivered_at: datetime | None

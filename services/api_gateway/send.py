@@ -11,13 +11,13 @@ from __future__ import annotations
 import logging
 import uuid
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
 from prometheus_client import Counter
 
 from services.api_gateway.api_keys import ApiKey
-from services.api_gateway.clients import TemplateLookup, UserClient
+from services.api_gateway.clients import TemplateLookup
 from services.api_gateway.idempotency import Claim, IdempotencyStore, Replay
 from services.api_gateway.outbox import Outbox, OutboxMessage
 from services.api_gateway.preferences import Decision, decide
@@ -29,6 +29,7 @@ from services.api_gateway.store import (
     NotificationStore,
     OutboxEntry,
 )
+from shared.contacts import ContactDirectory, UserNotFound
 from shared.contracts import Contact, TemplateVersion
 from shared.envelope import ok
 from shared.errors import ValidationFailed
@@ -74,14 +75,14 @@ class SendService:
         *,
         store: NotificationStore,
         idempotency: IdempotencyStore,
-        users: UserClient,
+        contacts: ContactDirectory,
         templates: TemplateLookup,
         outbox: Outbox,
     ) -> None:
         self.settings = settings
         self.store = store
         self.idempotency = idempotency
-        self.users = users
+        self.contacts = contacts
         self.templates = templates
         self.outbox = outbox
 
@@ -118,13 +119,14 @@ class SendService:
         self, api_key: ApiKey, command: SendCommand, claim: Claim | None
     ) -> SendResult:
         """Enrich, decide, write the notification durably, then publish it."""
-        contact = await self.users.contact(command.user_id)
+        contact = await self.contacts.get(command.user_id)
         channel = command.notification_type
         template = await self.templates.active(
             command.template_code, channel.value, command.locale or contact.locale
         )
         check_variables(template, command.variables)
-        now = datetime.now(UTC)
+        now = datetime.now(UTC)  # only to place quiet hours; every stored time is the database's
+        check_expiry(command, now)
         decision = decide(contact, channel, now)
         notification_id = uuid.uuid4()
         correlation_id = get_correlation_id() or new_correlation_id()
@@ -133,14 +135,17 @@ class SendService:
             message = build_message(
                 notification_id, command, contact, template, correlation_id, now
             )
-            outbox_entry = self._outbox_entry(message, decision, now)
-        body = accepted_body(notification_id, command, decision, now)
-        outbox_id = await self.store.accept(
-            new_notification(notification_id, api_key, command, template, decision, now),
+            outbox_entry = self._outbox_entry(message, decision)
+        body = accepted_body(notification_id, command, decision)
+        accepted = await self.store.accept(
+            new_notification(notification_id, api_key, command, template, decision),
             outbox_entry,
             IdempotencyCompletion(claim.key, claim.token, 202, body) if claim else None,
         )
+        body["data"]["created_at"] = accepted.created_at
+        body["data"]["expires_at"] = accepted.expires_at
         ACCEPTED.labels(channel.value, decision.status.value).inc()
+        outbox_id = accepted.outbox_id
         if outbox_id is not None and outbox_entry is not None and outbox_entry.kind == "publish":
             await self.outbox.publish_inline(
                 outbox_id,
@@ -154,9 +159,15 @@ class SendService:
             )
         return SendResult(202, body)
 
-    def _outbox_entry(
-        self, message: NotificationMessage, decision: Decision, now: datetime
-    ) -> OutboxEntry:
+    async def release_decision(self, message: NotificationMessage) -> Decision:
+        """A held notification's fate when it comes due, from the user's current contact."""
+        try:
+            contact = await self.contacts.get(message.user_id)
+        except UserNotFound:
+            return Decision(NotificationStatus.SKIPPED, "user_deleted", "the user no longer exists")
+        return decide(contact, message.notification_type, datetime.now(UTC))
+
+    def _outbox_entry(self, message: NotificationMessage, decision: Decision) -> OutboxEntry:
         """Published at once (the relay takes it after a grace if the inline publish fails),
         or released when quiet hours end."""
         queued = decision.status is NotificationStatus.QUEUED
@@ -165,11 +176,8 @@ class SendService:
             payload=message.to_bytes(),
             correlation_id=message.correlation_id,
             kind="publish" if queued else "release",
-            available_at=(
-                now + timedelta(seconds=self.settings.outbox_inline_grace_seconds)
-                if queued
-                else decision.release_at or now
-            ),
+            available_at=None if queued else decision.release_at,
+            grace_seconds=self.settings.outbox_inline_grace_seconds,
         )
 
 
@@ -179,7 +187,6 @@ def new_notification(
     command: SendCommand,
     template: TemplateVersion,
     decision: Decision,
-    now: datetime,
 ) -> NewNotification:
     return NewNotification(
         id=notification_id,
@@ -192,28 +199,43 @@ def new_notification(
         locale=template.locale,
         priority=command.priority,
         status=decision.status.value,
-        status_reason=decision.reason,
+        status_reason=decision.code,
         metadata=command.metadata,
         scheduled_for=decision.release_at,
-        created_at=now,
         detail=decision.reason or "accepted",
+        expires_at=command.expires_at,
+        ttl_seconds=command.ttl_seconds,
     )
 
 
 def accepted_body(
-    notification_id: uuid.UUID, command: SendCommand, decision: Decision, now: datetime
+    notification_id: uuid.UUID, command: SendCommand, decision: Decision
 ) -> dict[str, Any]:
-    """The 202's body, also kept by the idempotency record to replay."""
+    """The 202's body, also kept by the idempotency record to replay; the accept statement
+    fills in `created_at` and `expires_at` from the database's clock."""
     data = {
         "notification_id": str(notification_id),
         "status": decision.status.value,
         "request_id": command.request_id,
         "notification_type": command.notification_type.value,
-        "created_at": now.isoformat(),
-        "status_reason": decision.reason,
+        "created_at": None,
+        "status_reason": decision.code,
         "scheduled_for": decision.release_at.isoformat() if decision.release_at else None,
+        "expires_at": None,
     }
-    return ok(data, message=_MESSAGES[decision.status])
+    message = _MESSAGES[decision.status]
+    if decision.status is NotificationStatus.SKIPPED and decision.reason:
+        message += f": {decision.reason}"
+    return ok(data, message=message)
+
+
+def check_expiry(command: SendCommand, now: datetime) -> None:
+    """An `expires_at` already past is a mistake to report, not a notification to accept."""
+    if command.expires_at is not None and command.expires_at <= now:
+        raise ValidationFailed(
+            "expires_at is in the past",
+            details=[{"field": "expires_at", "message": "must be in the future"}],
+        )
 
 
 def check_variables(template: TemplateVersion, variables: dict[str, Any]) -> None:
@@ -261,4 +283,7 @@ def build_message(
         attempt=1,
         created_at=now,
         metadata=command.metadata,
+        # An absolute expiry travels with the message; a `ttl_seconds` is counted by the
+        # database from acceptance, and the status row (which every claim reads) decides.
+        expires_at=command.expires_at,
     )

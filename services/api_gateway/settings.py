@@ -33,3 +33,14 @@ class GatewaySettings(Settings):
     outbox_poll_interval_seconds: float = 1.0
     outbox_batch_size: int = 200
     outbox_max_backoff_seconds: float = 30.0
+
+    # --- the reconciler (one pass at a time across gateways) -----------------------------
+    reconcile_interval_seconds: float = 10.0
+    # A lapsed claim, an overdue retry or a lost schedule is enqueued again this long after
+    # it should have moved (and again only after the same time once more).
+    reconcile_margin_seconds: float = 30.0
+    # A `queued` notification with no outbox row is enqueued again after this long: longer
+    # than any backlog should take to drain, since a copy of a message still queued is wasted
+    # work (the claim acks it as a duplicate).
+    reconcile_queued_after_seconds: float = 900.0
+    reconcile_batch_size: int = 500

@@ -34,8 +34,10 @@ class NewNotification:
     status_reason: str | None
     metadata: dict[str, Any]
     scheduled_for: datetime | None
-    created_at: datetime
     detail: str
+    expires_at: datetime | None = None
+    ttl_seconds: int | None = None
+    """Instead of `expires_at`: counted from acceptance, on the database's clock."""
 
 
 @dataclass(frozen=True)
@@ -44,7 +46,18 @@ class OutboxEntry:
     payload: bytes
     correlation_id: str
     kind: str  # "publish" | "release"
-    available_at: datetime
+    available_at: datetime | None
+    """A release's time; a publish is due `grace_seconds` after acceptance (database clock)."""
+    grace_seconds: float = 0.0
+
+
+@dataclass(frozen=True)
+class Accepted:
+    """What the accept statement wrote; times as the database's clock gave them."""
+
+    outbox_id: int | None
+    created_at: str
+    expires_at: str | None
 
 
 @dataclass(frozen=True)
@@ -55,37 +68,57 @@ class IdempotencyCompletion:
     response: dict[str, Any]
 
 
+# Every time comes from the database's clock, read once (`now()` is the transaction's start):
+# the row, its first history entry, the outbox row's due time, and the times in the stored
+# idempotent response all agree, whatever the gateway's own clock says.
 _ACCEPT = """
-WITH {claim_cte}, ins AS (
+WITH clock AS (
+    SELECT now() AS at,
+           to_char(now() AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"+00:00"') AS at_text,
+           COALESCE($20::timestamptz, now() + make_interval(secs => $21::int)) AS expires_at
+), times AS (
+    SELECT at, at_text, expires_at,
+           to_char(expires_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"+00:00"')
+               AS expires_text
+      FROM clock
+), {claim_cte}, ins AS (
     INSERT INTO api_gateway.notification_statuses
            (id, api_key_id, request_id, notification_type, user_id, template_code,
             template_version, locale, priority, status, status_reason, metadata, scheduled_for,
-            created_at, updated_at)
+            created_at, updated_at, expires_at, payload)
     SELECT $1::uuid, $2::uuid, $3::text, $4::text, $5::uuid, $6::text, $7::int, $8::text,
-           $9::int, $10::text, $11::text, $12::jsonb, $13::timestamptz, $14::timestamptz,
-           $14::timestamptz
-      FROM claim
-    RETURNING id, status
+           $9::int, $10::text, $11::text, $12::jsonb, $13::timestamptz, t.at, t.at,
+           t.expires_at, $15::bytea
+      FROM claim, times t
+    RETURNING id, status, created_at
 ), hist AS (
     INSERT INTO api_gateway.notification_status_history (notification_id, status, detail, at)
-    SELECT id, status, $15::text, $14::timestamptz FROM ins
+    SELECT id, status, $14::text, created_at FROM ins
 ), ob AS (
     INSERT INTO api_gateway.outbox
            (notification_id, routing_key, payload, priority, correlation_id, kind, available_at)
-    SELECT id, $16::text, $17::bytea, $9::int, $18::text, $19::text, $20::timestamptz FROM ins
-     WHERE $17::bytea IS NOT NULL
+    SELECT id, $16::text, $15::bytea, $9::int, $17::text, $18::text,
+           COALESCE($19::timestamptz, now() + make_interval(secs => $22::float8))
+      FROM ins
+     WHERE $15::bytea IS NOT NULL
     RETURNING id
 )
-SELECT (SELECT count(*) FROM ins) AS inserted, (SELECT id FROM ob) AS outbox_id
+SELECT (SELECT count(*) FROM ins) AS inserted, (SELECT id FROM ob) AS outbox_id,
+       t.at_text AS created_at, t.expires_text AS expires_at
+  FROM times t
 """
 
 _ACCEPT_PLAIN = _ACCEPT.format(claim_cte="claim AS (SELECT 1)")
 _ACCEPT_CLAIMED = _ACCEPT.format(
     claim_cte="""claim AS (
     UPDATE api_gateway.idempotency_records
-       SET state = 'completed', status_code = $21::int, response = $22::jsonb,
+       SET state = 'completed', status_code = $23::int,
+           response = jsonb_set(
+               jsonb_set($24::jsonb, '{data,created_at}', to_jsonb(t.at_text)),
+               '{data,expires_at}', COALESCE(to_jsonb(t.expires_text), 'null'::jsonb)),
            notification_id = $1::uuid
-     WHERE api_key_id = $2::uuid AND key = $23::text AND claim_token = $24::uuid
+      FROM times t
+     WHERE api_key_id = $2::uuid AND key = $25::text AND claim_token = $26::uuid
        AND state = 'pending'
     RETURNING 1
 )"""
@@ -94,13 +127,14 @@ _ACCEPT_CLAIMED = _ACCEPT.format(
 _STATUS_COLUMNS = """
     s.id, s.request_id, s.status, s.status_reason, s.notification_type, s.user_id,
     s.template_code, s.template_version, s.locale, s.priority, s.attempts, s.last_error,
-    s.scheduled_for, s.created_at, s.updated_at, s.delivered_at
+    s.scheduled_for, s.next_attempt_at, s.expires_at, s.created_at, s.updated_at, s.delivered_at
 """
 
 _BY_ID_OR_REQUEST = f"""
 SELECT {_STATUS_COLUMNS},
        COALESCE((SELECT jsonb_agg(jsonb_build_object('status', h.status, 'at', h.at,
-                                                     'detail', h.detail) ORDER BY h.at, h.id)
+                                                     'detail', h.detail, 'attempt', h.attempt)
+                                   ORDER BY h.at, h.id)
                    FROM api_gateway.notification_status_history h
                   WHERE h.notification_id = s.id), '[]'::jsonb) AS history
   FROM api_gateway.notification_statuses s
@@ -148,8 +182,9 @@ class NotificationStore:
         n: NewNotification,
         outbox: OutboxEntry | None,
         completion: IdempotencyCompletion | None,
-    ) -> int | None:
-        """Write the notification (and its outbox row); return the outbox row id, if any."""
+    ) -> Accepted:
+        """Write the notification (and its outbox row); the stored idempotent response gets
+        the database's times filled in."""
         args: list[Any] = [
             n.id,
             n.api_key_id,
@@ -164,13 +199,15 @@ class NotificationStore:
             n.status_reason,
             n.metadata,
             n.scheduled_for,
-            n.created_at,
             n.detail,
-            outbox.routing_key if outbox else None,
             outbox.payload if outbox else None,
+            outbox.routing_key if outbox else None,
             outbox.correlation_id if outbox else None,
             outbox.kind if outbox else None,
             outbox.available_at if outbox else None,
+            n.expires_at,
+            n.ttl_seconds,
+            outbox.grace_seconds if outbox else 0.0,
         ]
         if completion is None:
             row = await self.pool.fetchrow(_ACCEPT_PLAIN, *args)
@@ -186,8 +223,7 @@ class NotificationStore:
                 code="request_in_progress",
                 headers={"Retry-After": "1"},
             )
-        outbox_id: int | None = row["outbox_id"]
-        return outbox_id
+        return Accepted(row["outbox_id"], row["created_at"], row["expires_at"])
 
     async def find(self, api_key_id: uuid.UUID, ref: str) -> dict[str, Any] | None:
         """By notification id or by the client's request id, within one API key."""
@@ -218,19 +254,24 @@ class NotificationStore:
         self,
         notification_id: uuid.UUID,
         channel: str,
-        to_status: NotificationStatus,
+        to_status: NotificationStatus | None,
         *,
         detail: str,
         error: str | None,
     ) -> TransitionResult:
         """A worker's or provider's status report, through the same monotonic transition the
-        workers use; 404 for an unknown notification, 422 for another channel's."""
+        workers use (None: a report that changes nothing); 404 for an unknown notification,
+        422 for another channel's."""
         kind = await self.pool.fetchval(_CHANNEL_OF, notification_id)
         if kind is None:
             raise NotFound("no such notification", code="notification_not_found")
         if kind != channel:
             raise ValidationFailed(
                 f"this is a {kind} notification, not {channel}", code="channel_mismatch"
+            )
+        if to_status is None:
+            return TransitionResult(
+                applied=False, status=await self.statuses.current(notification_id)
             )
         return await self.statuses.transition(
             notification_id, to_status, detail=detail, error=error

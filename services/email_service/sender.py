@@ -3,7 +3,11 @@
 Every failure is classified once, here, for the shared consumer runtime:
 - transient (retried with backoff): connection refused or dropped, timeouts, SMTP 4xx, SMTP
   authentication or TLS trouble (our configuration, fixable without touching the message),
-  the template service being down;
+  the template service being down. Those that say the server itself is in trouble (refused,
+  dropped, timed out, 4xx outside RCPT) are `provider_down`: enough in a row pause the worker;
+- uncertain (retried, counted): the connection failed after the message was handed over, so
+  the server may have it. Every attempt carries the same `Message-ID`, so a copy that does
+  arrive twice is recognisably the same message;
 - permanent (to the DLQ): SMTP 5xx, an invalid or refused recipient, a missing template, a
   render error, a value that would inject a header.
 """
@@ -24,12 +28,14 @@ from services.email_service.compose import (
     build_message,
     message_id_for,
 )
-from services.email_service.smtp_pool import SmtpPool
+from services.email_service.smtp_pool import OutcomeUnknown, SmtpPool
 from shared.messaging.delivery import (
+    Attempt,
     DeliveryResult,
     PermanentFailure,
     TemplateSource,
     TransientFailure,
+    UncertainDelivery,
     render_message,
 )
 from shared.messaging.message import NotificationMessage
@@ -46,7 +52,7 @@ class EmailSender:
         self.templates = templates
         self.pool = pool
 
-    async def deliver(self, message: NotificationMessage) -> DeliveryResult:
+    async def deliver(self, message: NotificationMessage, attempt: Attempt) -> DeliveryResult:
         rendered = await self._render(message)
         if not message.recipient.email:
             raise PermanentFailure("the message has no recipient email address")
@@ -85,6 +91,9 @@ class EmailSender:
             raise PermanentFailure(f"template {ref.code} v{ref.version} has no email subject")
         return rendered
 
+    async def probe(self) -> bool:
+        return await self.pool.probe()
+
     async def aclose(self) -> None:
         await self.pool.aclose()
         await self.templates.aclose()
@@ -92,6 +101,8 @@ class EmailSender:
 
 def classify_smtp_error(exc: BaseException) -> TransientFailure | PermanentFailure:
     """An aiosmtplib (or socket) error as the runtime's failure kind."""
+    if isinstance(exc, OutcomeUnknown):
+        return UncertainDelivery(f"SMTP outcome unknown: {exc}", provider_down=True)
     if isinstance(exc, aiosmtplib.SMTPRecipientsRefused):
         codes = [r.code for r in exc.recipients]
         detail = "; ".join(f"{r.code} {r.message}" for r in exc.recipients)
@@ -104,13 +115,13 @@ def classify_smtp_error(exc: BaseException) -> TransientFailure | PermanentFailu
         text = f"SMTP {exc.code} {exc.message}".strip()
         if 500 <= exc.code < 600:
             return PermanentFailure(text)
-        return TransientFailure(text)
+        return TransientFailure(text, provider_down=True)
     if isinstance(exc, aiosmtplib.SMTPConnectError | aiosmtplib.SMTPServerDisconnected):
-        return TransientFailure(f"SMTP connection failed: {exc}")
+        return TransientFailure(f"SMTP connection failed: {exc}", provider_down=True)
     if isinstance(exc, TimeoutError | asyncio.TimeoutError):
-        return TransientFailure("SMTP timed out")
+        return TransientFailure("SMTP timed out", provider_down=True)
     if isinstance(exc, OSError | aiosmtplib.SMTPException):
-        return TransientFailure(f"SMTP error: {type(exc).__name__}: {exc}")
+        return TransientFailure(f"SMTP error: {type(exc).__name__}: {exc}", provider_down=True)
     return TransientFailure(f"unexpected SMTP failure: {type(exc).__name__}")
 
 

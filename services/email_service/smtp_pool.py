@@ -1,10 +1,11 @@
 """A bounded pool of reused SMTP connections.
 
-A new connection per message costs more than half the throughput (~420 vs ~900+
-msg/s, docs/measurements.md), so connections are kept and reused, at most `smtp_pool_size` at once; senders beyond
-that wait for a free one. A connection that failed in any way is closed rather than reused.
-A reused connection the server has meanwhile dropped is retried once on a fresh one, since
-nothing was sent on it.
+A new connection per message costs more than half the throughput (~420 vs ~900+ msg/s,
+docs/measurements.md), so connections are kept and reused, at most `smtp_pool_size` at once;
+senders beyond that wait for a free one. A connection that failed in any way is closed rather
+than reused. A reused connection the server has meanwhile dropped is retried once on a fresh
+one, but only if the message was not handed over yet: once `DATA` began, a lost connection or
+a timeout leaves the outcome unknown (`OutcomeUnknown`), since the server may have taken it.
 """
 
 from __future__ import annotations
@@ -26,6 +27,20 @@ IMPLICIT_TLS_PORT = 465
 
 class SmtpConfigError(ValueError):
     """The SMTP settings contradict each other; the worker refuses to start with them."""
+
+
+class OutcomeUnknown(Exception):
+    """The connection failed after `DATA` began: the server may or may not have the message."""
+
+
+class _TrackedSMTP(aiosmtplib.SMTP):
+    """An SMTP client that notes when the message itself starts to go out."""
+
+    data_started = False
+
+    async def data(self, message: str | bytes, *args: Any, **kwargs: Any) -> Any:
+        self.data_started = True
+        return await super().data(message, *args, **kwargs)
 
 
 def connection_options(settings: Settings) -> dict[str, Any]:
@@ -57,7 +72,7 @@ def connection_options(settings: Settings) -> dict[str, Any]:
 class SmtpPool:
     def __init__(self, settings: Settings) -> None:
         self._options = connection_options(settings)
-        self._idle: deque[aiosmtplib.SMTP] = deque()
+        self._idle: deque[_TrackedSMTP] = deque()
         self._slots = asyncio.Semaphore(max(1, settings.smtp_pool_size))
         self.connections_opened = 0
         local = settings.smtp_host in ("127.0.0.1", "localhost", "::1")
@@ -65,7 +80,8 @@ class SmtpPool:
             logger.warning("SMTP credentials will cross the network unencrypted")
 
     async def send(self, message: Message, *, sender: str, recipient: str) -> str:
-        """Send one message; the server's final reply text. Raises aiosmtplib errors."""
+        """Send one message; the server's final reply text. Raises aiosmtplib errors, or
+        `OutcomeUnknown` when the connection failed after the message was handed over."""
         async with self._slots:
             client = self._idle.pop() if self._idle else None
             reused = client is not None and client.is_connected
@@ -73,21 +89,22 @@ class SmtpPool:
                 await _close(client)
                 client = None
             try:
+                client = client or await self._connect()
                 try:
-                    client = client or await self._connect()
-                    _, reply = await client.send_message(
-                        message, sender=sender, recipients=[recipient]
-                    )
+                    reply = await self._send_on(client, message, sender, recipient)
                 except (aiosmtplib.SMTPServerDisconnected, ConnectionError):
-                    if not reused:
+                    if not reused or client.data_started:
                         raise
                     # The server closed an idle connection; nothing was accepted on it.
-                    assert client is not None
                     await _close(client)
                     client = await self._connect()
-                    _, reply = await client.send_message(
-                        message, sender=sender, recipients=[recipient]
-                    )
+                    reply = await self._send_on(client, message, sender, recipient)
+            except (aiosmtplib.SMTPServerDisconnected, ConnectionError, TimeoutError) as exc:
+                if client is not None:
+                    await _close(client)
+                if client is not None and client.data_started:
+                    raise OutcomeUnknown(f"{type(exc).__name__} after DATA") from exc
+                raise
             except BaseException:
                 if client is not None:
                     await _close(client)
@@ -95,8 +112,23 @@ class SmtpPool:
             self._idle.append(client)
             return reply
 
-    async def _connect(self) -> aiosmtplib.SMTP:
-        client = aiosmtplib.SMTP(**self._options)
+    async def probe(self) -> bool:
+        """Whether the server takes a connection and answers EHLO and NOOP."""
+        client = await self._connect()
+        try:
+            await client.noop()
+        finally:
+            await _close(client)
+        return True
+
+    @staticmethod
+    async def _send_on(client: _TrackedSMTP, message: Message, sender: str, recipient: str) -> str:
+        client.data_started = False
+        _, reply = await client.send_message(message, sender=sender, recipients=[recipient])
+        return reply
+
+    async def _connect(self) -> _TrackedSMTP:
+        client = _TrackedSMTP(**self._options)
         await client.connect()
         self.connections_opened += 1
         return client

@@ -54,7 +54,7 @@ def _sender_factory(
             templates=template_source,
             results=app.state.status_store,
             registry=DeviceRegistry(config),
-            max_attempts=config.retry_max_attempts,
+            record_retry_seconds=config.status_write_retry_seconds,
         )
 
     return build

@@ -221,6 +221,22 @@ class FcmClient:
             await self._session.close()
         self.tokens.close()
 
+    async def probe(self) -> bool:
+        """Whether FCM answers: a `validate_only` send to a token that cannot exist. Any
+        answer but 429/5xx (here: INVALID_ARGUMENT or UNREGISTERED) means the service is up."""
+        body = {"validate_only": True, "message": {"token": "probe", "data": {"probe": "1"}}}
+        try:
+            access = await self.tokens.token()
+        except FcmAuthError:
+            return False
+        headers = {"Authorization": f"Bearer {access}", "Content-Type": "application/json"}
+        try:
+            async with self._http().post(self._url, data=orjson.dumps(body), headers=headers) as r:
+                status = r.status
+        except (aiohttp.ClientError, TimeoutError):
+            return False
+        return status != 429 and status < 500
+
     async def send(self, token: str, message: Mapping[str, Any]) -> SendResult:
         """Send `message` (an FCM v1 message without its target) to one device token.
 

@@ -4,11 +4,19 @@ The common `notification` block carries title, body and image for every platform
 platform block adds what only that platform understands (Android priority and channel, the
 APNs `aps` alert and `mutable-content` so an image can be attached, Web Push's click link and
 urgency). `data` values must be strings in FCM, so anything else is JSON-encoded.
+
+Every platform block carries a collapse key derived from the notification id (Android
+`notification.tag`, APNs `apns-collapse-id`, Web Push `Topic`): if a copy is ever sent twice
+(a worker died between FCM's acceptance and recording it), the second replaces the first on the
+device instead of showing beside it. A notification that expires passes its remaining time on
+(Android `ttl`, APNs `apns-expiration`, Web Push `TTL`), so FCM drops it rather than deliver it
+late.
 """
 
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -54,9 +62,11 @@ def build_message(
     platform: str,
     priority: int,
     notification_id: str,
+    expires_in_seconds: float | None = None,
 ) -> dict[str, Any]:
     """The FCM v1 `message` object without its `token` (the client adds it per device)."""
     high = priority >= HIGH_PRIORITY_FROM
+    ttl = max(0, int(expires_in_seconds)) if expires_in_seconds is not None else None
     notification: dict[str, str] = {"title": content.title, "body": content.body}
     if content.image:
         notification["image"] = content.image
@@ -68,8 +78,10 @@ def build_message(
             "priority": "HIGH" if high else "NORMAL",
             "notification": {
                 "channel_id": "default",
+                "tag": notification_id,
                 **({"image": content.image} if content.image else {}),
             },
+            **({"ttl": f"{ttl}s"} if ttl is not None else {}),
         }
     elif platform == "ios":
         aps: dict[str, Any] = {
@@ -78,16 +90,23 @@ def build_message(
         }
         if content.image:
             aps["mutable-content"] = 1
-        apns: dict[str, Any] = {
-            "headers": {"apns-priority": "10" if high else "5"},
-            "payload": {"aps": aps},
-        }
+        headers = {"apns-priority": "10" if high else "5", "apns-collapse-id": notification_id}
+        if ttl is not None:
+            headers["apns-expiration"] = str(int(time.time()) + ttl)
+        apns: dict[str, Any] = {"headers": headers, "payload": {"aps": aps}}
         if content.image:
             apns["fcm_options"] = {"image": content.image}
         message["apns"] = apns
     elif platform == "web":
+        # Topic: at most 32 characters of the URL-safe base64 alphabet; a uuid's hex fits.
+        web_headers = {
+            "Urgency": "high" if high else "normal",
+            "Topic": notification_id.replace("-", "")[:32],
+        }
+        if ttl is not None:
+            web_headers["TTL"] = str(ttl)
         webpush: dict[str, Any] = {
-            "headers": {"Urgency": "high" if high else "normal"},
+            "headers": web_headers,
             "notification": {"title": content.title, "body": content.body}
             | ({"image": content.image} if content.image else {}),
         }

@@ -22,11 +22,14 @@ from services.push_service.devices import DeviceRegistry
 from services.push_service.fcm import FcmAuthError, FcmClient, SendResult, fingerprint
 from services.push_service.payload import PushContent, build_message, content_from_rendered
 from shared.messaging.delivery import (
+    Attempt,
     DeliveryResult,
     PermanentFailure,
     TemplateSource,
     TransientFailure,
+    is_outage,
     render_message,
+    retry_in_place,
 )
 from shared.messaging.message import DeviceTarget, NotificationMessage
 from shared.notification_status import DeviceRecord, DeviceResult, DeviceStatus
@@ -40,7 +43,7 @@ class DeviceResultStore(Protocol):
     async def device_results(self, notification_id: uuid.UUID) -> dict[str, DeviceRecord]: ...
 
     async def record_device_results(
-        self, notification_id: uuid.UUID, results: Sequence[DeviceResult]
+        self, notification_id: uuid.UUID, token: uuid.UUID, results: Sequence[DeviceResult]
     ) -> None: ...
 
 
@@ -52,13 +55,13 @@ class PushSender:
         templates: TemplateSource,
         results: DeviceResultStore,
         registry: DeviceRegistry,
-        max_attempts: int,
+        record_retry_seconds: float,
     ) -> None:
         self.fcm = fcm
         self.templates = templates
         self.results = results
         self.registry = registry
-        self.max_attempts = max_attempts
+        self.record_retry_seconds = record_retry_seconds
 
     async def aclose(self) -> None:
         """Called by the worker runtime after the last message in hand is finished."""
@@ -66,33 +69,45 @@ class PushSender:
         await self.registry.aclose()
         await self.templates.aclose()
 
-    async def deliver(self, message: NotificationMessage) -> DeliveryResult:
+    async def probe(self) -> bool:
+        return await self.fcm.probe()
+
+    async def deliver(self, message: NotificationMessage, attempt: Attempt) -> DeliveryResult:
         devices = list({d.token: d for d in message.recipient.devices}.values())
         if not devices:
             raise PermanentFailure("no_devices: the recipient has no push device")
         previous = await self.results.device_results(message.notification_id)
         todo = [d for d in devices if d.token not in previous or not previous[d.token].settled]
-        results = await self._send_round(message, todo) if todo else []
+        results = await self._send_round(message, attempt, todo) if todo else []
         targets = {d.token for d in devices}
         accepted = [
             record.provider_message_id or ""
             for token, record in previous.items()
             if record.status is DeviceStatus.ACCEPTED and token in targets
         ] + [r.name or "" for r in results if r.outcome == "accepted"]
-        return self._decide(message, len(devices), results, accepted)
+        return _decide(len(devices), results, accepted)
 
     async def _send_round(
-        self, message: NotificationMessage, devices: Sequence[DeviceTarget]
+        self, message: NotificationMessage, attempt: Attempt, devices: Sequence[DeviceTarget]
     ) -> list[SendResult]:
-        """Send to these devices, record every result, remove the dead tokens."""
+        """Send to these devices, record every result, remove the dead tokens.
+
+        Once FCM has accepted any device nothing may raise into a resend, so the record is
+        retried in place through database outages.
+        """
         content = await self._content(message)
         try:
             await self.fcm.tokens.token()  # fail before the fan-out, not inside it
         except FcmAuthError as exc:
-            raise TransientFailure(f"fcm_auth: {exc}") from exc
-        results = await self._send_all(message, devices, content)
-        await self.results.record_device_results(
-            message.notification_id, [r.as_device_result() for r in results]
+            raise TransientFailure(f"fcm_auth: {exc}", provider_down=True) from exc
+        results = await self._send_all(message, attempt, devices, content)
+        rows = [r.as_device_result() for r in results]
+        await retry_in_place(
+            lambda: self.results.record_device_results(
+                message.notification_id, attempt.token, rows
+            ),
+            seconds=self.record_retry_seconds,
+            is_outage=is_outage,
         )
         dead = [r.token for r in results if r.dead_token]
         if dead:
@@ -105,7 +120,11 @@ class PushSender:
         )
 
     async def _send_all(
-        self, message: NotificationMessage, devices: Sequence[DeviceTarget], content: PushContent
+        self,
+        message: NotificationMessage,
+        attempt: Attempt,
+        devices: Sequence[DeviceTarget],
+        content: PushContent,
     ) -> list[SendResult]:
         sends = [
             self.fcm.send(
@@ -115,6 +134,7 @@ class PushSender:
                     platform=device.platform,
                     priority=message.priority,
                     notification_id=str(message.notification_id),
+                    expires_in_seconds=attempt.expires_in_seconds,
                 ),
             )
             for device in devices
@@ -127,29 +147,32 @@ class PushSender:
                 )
         return results
 
-    def _decide(
-        self,
-        message: NotificationMessage,
-        total: int,
-        results: Sequence[SendResult],
-        accepted: Sequence[str],
-    ) -> DeliveryResult:
-        pending = [r for r in results if r.device_status is DeviceStatus.PENDING]
-        summary = _summary(results) or "refused on an earlier attempt"
-        if pending and message.attempt < self.max_attempts:
-            waits = [r.retry_after_seconds for r in pending if r.retry_after_seconds is not None]
-            raise TransientFailure(
-                f"{len(pending)} of {total} devices failed transiently ({summary})",
-                retry_after_seconds=max(waits) if waits else None,
-            )
-        if accepted:
-            detail = f"accepted by {len(accepted)} of {total} devices"
-            if len(accepted) < total:
-                detail += f"; the others: {summary}"
-            return DeliveryResult(provider_message_id=accepted[0] or None, detail=detail)
-        if pending:  # the last attempt: the consumer turns this into `attempts_exhausted`
-            raise TransientFailure(f"no device accepted ({summary})")
-        raise PermanentFailure(f"no device accepted: {summary}")
+
+def _decide(total: int, results: Sequence[SendResult], accepted: Sequence[str]) -> DeliveryResult:
+    """Delivered once no device is left pending and one accepted; retried while some are
+    pending (delivered if the budget runs out with one accepted); failed if none can accept."""
+    pending = [r for r in results if r.device_status is DeviceStatus.PENDING]
+    summary = _summary(results) or "refused on an earlier attempt"
+    delivered = (
+        DeliveryResult(
+            provider_message_id=accepted[0] or None,
+            detail=f"accepted by {len(accepted)} of {total} devices"
+            + (f"; the others: {summary}" if len(accepted) < total else ""),
+        )
+        if accepted
+        else None
+    )
+    if pending:
+        waits = [r.retry_after_seconds for r in pending if r.retry_after_seconds is not None]
+        raise TransientFailure(
+            f"{len(pending)} of {total} devices failed transiently ({summary})",
+            retry_after_seconds=max(waits) if waits else None,
+            provider_down=len(pending) == len(results),
+            partial=delivered,
+        )
+    if delivered is not None:
+        return delivered
+    raise PermanentFailure(f"no device accepted: {summary}")
 
 
 def _summary(results: Sequence[SendResult]) -> str:

@@ -22,6 +22,7 @@ from prometheus_client import Counter
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
+from shared.contacts import CHANGES_CHANNEL
 from shared.redis import RedisKeys
 
 logger = logging.getLogger("user_service.cache")
@@ -96,6 +97,8 @@ class ContactCache:
                     pipe.incr(self._generation_key(user_id))
                     pipe.expire(self._generation_key(user_id), _GENERATION_TTL_SECONDS)
                     pipe.delete(self.key(user_id))
+                    # Readers' in-process caches (gateway, workers) drop the user at once.
+                    pipe.publish(self.keys(CHANGES_CHANNEL), str(user_id))
                 await pipe.execute()
         except _REDIS_DOWN as exc:
             logger.warning(

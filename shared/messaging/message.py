@@ -64,6 +64,9 @@ class NotificationMessage(BaseModel):
     attempt: int = Field(default=1, ge=1, description="1 for the first delivery attempt.")
     created_at: datetime
     metadata: dict[str, Any] = Field(default_factory=dict)
+    expires_at: datetime | None = Field(
+        default=None, description="Not delivered after this instant (the claim marks it expired)."
+    )
 
     def next_attempt(self) -> NotificationMessage:
         return self.model_copy(update={"attempt": self.attempt + 1})

@@ -12,14 +12,18 @@ Routes: `GET /health` (database, broker, consumer), `/metrics`, and the internal
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import inspect
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
 from contextlib import asynccontextmanager
 from typing import Any
 
+import aiohttp
 from fastapi import APIRouter, FastAPI
 
+from shared.contacts import ContactDirectory, create_user_session, listen_for_changes
 from shared.db import create_asyncpg_pool
 from shared.health import HealthCheck, health_router
 from shared.http import create_service_app
@@ -28,6 +32,7 @@ from shared.messaging.dead_letters import DeadLetters, dead_letter_router
 from shared.messaging.delivery import Sender
 from shared.messaging.message import Channel
 from shared.notification_status import StatusStore
+from shared.redis import RedisKeys
 from shared.settings import Settings
 
 logger = logging.getLogger("shared.messaging.worker")
@@ -62,6 +67,7 @@ def create_worker_app(
         app.state.status_store = status_store = StatusStore(pool)
         sender: Sender | None = None
         runtime: ConsumerRuntime | None = None
+        contacts = await _contacts(settings) if settings.delivery_policy_check else None
         try:
             built = sender_factory(settings, app)
             sender = await built if inspect.isawaitable(built) else built
@@ -72,6 +78,7 @@ def create_worker_app(
                 sender=sender,
                 status_store=status_store,
                 service=service,
+                contacts=contacts[0] if contacts else None,
             )
             app.state.runtime = runtime
             await runtime.start()
@@ -91,6 +98,8 @@ def create_worker_app(
                 await runtime.stop()
             if sender is not None:
                 await _close_sender(sender)
+            if contacts is not None:
+                await _close_contacts(*contacts)
             await pool.close()
             logger.info("%s worker stopped", service)
 
@@ -132,6 +141,32 @@ def worker_checks(app: FastAPI) -> Mapping[str, HealthCheck]:
             raise _Down("not consuming")
 
     return {"db": db, "broker": broker, "consumer": consumer}
+
+
+async def _contacts(
+    settings: Settings,
+) -> tuple[ContactDirectory, aiohttp.ClientSession, asyncio.Task[None]]:
+    """The user's current contact for the delivery-time policy, with change announcements."""
+    session = create_user_session(
+        settings.user_service_url,
+        internal_key=settings.internal_api_key.get_secret_value(),
+        timeout_seconds=settings.http_timeout_seconds,
+    )
+    contacts = ContactDirectory(session, ttl_seconds=settings.worker_contact_cache_ttl_seconds)
+    listener = asyncio.create_task(
+        listen_for_changes(settings.redis_url, RedisKeys(settings.redis_key_prefix), contacts),
+        name="contact-changes",
+    )
+    return contacts, session, listener
+
+
+async def _close_contacts(
+    _: ContactDirectory, session: aiohttp.ClientSession, listener: asyncio.Task[None]
+) -> None:
+    listener.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await listener
+    await session.close()
 
 
 async def _close_sender(sender: Any) -> None:

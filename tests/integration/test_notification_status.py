@@ -1,23 +1,30 @@
-"""Status transitions are monotonic and recorded once (shared/notification_status.py)."""
+"""Status transitions are monotonic and recorded once; a worker's claim is exclusive and its
+writes fenced (shared/notification_status.py)."""
 
 from __future__ import annotations
 
 import asyncio
 import uuid
 from collections.abc import AsyncIterator
+from datetime import timedelta
 
 import pytest
-from sqlalchemy import insert, select
+from sqlalchemy import func, insert, select, text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from shared.db import create_asyncpg_pool, create_engine
 from shared.notification_status import (
-    NotificationStatus as S,
-)
-from shared.notification_status import (
+    Claim,
+    ClaimOutcome,
+    DeviceResult,
+    DeviceStatus,
+    Finish,
     StatusStore,
     notification_status_history,
     notification_statuses,
+)
+from shared.notification_status import (
+    NotificationStatus as S,
 )
 from shared.settings import Settings
 
@@ -36,7 +43,7 @@ async def store(base_settings: Settings) -> AsyncIterator[StatusStore]:
     await pool.close()
 
 
-async def _new_row(engine: AsyncEngine) -> uuid.UUID:
+async def _new_row(engine: AsyncEngine, *, expires_in_seconds: float | None = None) -> uuid.UUID:
     notification_id = uuid.uuid4()
     async with engine.begin() as conn:
         await conn.execute(
@@ -46,6 +53,11 @@ async def _new_row(engine: AsyncEngine) -> uuid.UUID:
                 user_id=uuid.uuid4(),
                 template_code="welcome",
                 status=S.QUEUED.value,
+                expires_at=(
+                    func.now() + timedelta(seconds=expires_in_seconds)
+                    if expires_in_seconds is not None
+                    else None
+                ),
             )
         )
     return notification_id
@@ -61,43 +73,160 @@ async def _history(engine: AsyncEngine, notification_id: uuid.UUID) -> list[tupl
         return [(r[0], r[1]) for r in rows]
 
 
-async def test_a_stale_update_never_moves_a_delivered_notification_back(
+LEASE = 30.0
+LIMIT = 3
+
+
+async def _claim(store: StatusStore, nid: uuid.UUID, attempt: int, lease: float = LEASE) -> Claim:
+    claims = await store.claim([(nid, attempt)], lease_seconds=lease, max_claims=LIMIT)
+    return claims[nid]
+
+
+def _done(claim: Claim, status: S, **extra: object) -> Finish:
+    assert claim.token is not None
+    return Finish(claim.notification_id, claim.token, status, **extra)  # type: ignore[arg-type]
+
+
+async def test_a_claim_is_exclusive_while_its_lease_holds(
     engine: AsyncEngine, store: StatusStore
 ) -> None:
     nid = await _new_row(engine)
-    assert (await store.transition(nid, S.PROCESSING, attempt=1)).applied
-    assert (await store.transition(nid, S.DELIVERED, attempt=1, provider_id="m-1")).applied
-
-    late = await store.transition(nid, S.PROCESSING, attempt=1)
-    assert not late.applied and late.status is S.DELIVERED
-    assert not (await store.transition(nid, S.FAILED, attempt=1, error="late")).applied
+    first = await _claim(store, nid, 1)
+    assert first.outcome is ClaimOutcome.CLAIMED and first.token is not None
+    # A second copy of the same message: not eligible while the first holds the lease.
+    second = await _claim(store, nid, 1)
+    assert second.outcome is ClaimOutcome.LOST and second.status is S.PROCESSING
+    assert (await store.finish([_done(first, S.DELIVERED, provider_id="m-1")])) == {nid}
+    assert (await _claim(store, nid, 2)).outcome is ClaimOutcome.LOST
     assert await store.current(nid) is S.DELIVERED
 
 
-async def test_a_redelivery_does_not_duplicate_history(
+async def test_concurrent_copies_of_one_message_yield_exactly_one_claim(
     engine: AsyncEngine, store: StatusStore
 ) -> None:
     nid = await _new_row(engine)
-    await store.transition(nid, S.PROCESSING, attempt=1)
-    await store.transition(nid, S.PROCESSING, attempt=1)  # the same attempt redelivered
-    await store.transition(nid, S.RETRYING, attempt=1, error="421 try later")
-    await store.transition(nid, S.PROCESSING, attempt=2)
-    await store.transition(nid, S.DELIVERED, attempt=2)
-    assert await _history(engine, nid) == [
-        ("processing", 1),
-        ("retrying", 1),
-        ("processing", 2),
-        ("delivered", 2),
-    ]
+    claims = await asyncio.gather(*(_claim(store, nid, 1) for _ in range(20)))
+    assert sum(c.outcome is ClaimOutcome.CLAIMED for c in claims) == 1
+
+
+async def test_writes_are_fenced_by_the_claim_token(
+    engine: AsyncEngine, store: StatusStore
+) -> None:
+    nid = await _new_row(engine)
+    claim = await _claim(store, nid, 1)
+    forged = Finish(nid, uuid.uuid4(), S.DELIVERED)
+    assert await store.finish([forged]) == set()
+    results = [DeviceResult("tok", DeviceStatus.ACCEPTED, "m-1")]
+    await store.record_device_results(nid, uuid.uuid4(), results)
+    assert await store.device_results(nid) == {}
+    assert claim.token is not None
+    await store.record_device_results(nid, claim.token, results)
+    assert (await store.device_results(nid))["tok"].status is DeviceStatus.ACCEPTED
+
+
+async def test_a_lapsed_lease_is_taken_over_and_the_old_holder_cannot_record(
+    engine: AsyncEngine, store: StatusStore
+) -> None:
+    nid = await _new_row(engine)
+    stalled = await _claim(store, nid, 1, lease=0.0)
+    taker = await _claim(store, nid, 1)
+    assert taker.outcome is ClaimOutcome.CLAIMED and taker.token != stalled.token
+    assert await store.finish([_done(stalled, S.DELIVERED)]) == set()
+    assert await store.finish([_done(taker, S.DELIVERED)]) == {nid}
 
 
 async def test_an_older_attempt_is_refused_once_a_newer_one_ran(
     engine: AsyncEngine, store: StatusStore
 ) -> None:
     nid = await _new_row(engine)
-    await store.transition(nid, S.PROCESSING, attempt=2, stale_guard=True)
-    old = await store.transition(nid, S.PROCESSING, attempt=1, stale_guard=True)
-    assert not old.applied and old.status is S.PROCESSING
+    first = await _claim(store, nid, 1)
+    await store.finish([_done(first, S.RETRYING, retry_in_ms=1000)])
+    # A stale copy of attempt 1 must not run beside the scheduled attempt 2.
+    assert (await _claim(store, nid, 1)).outcome is ClaimOutcome.LOST
+    assert (await _claim(store, nid, 2)).outcome is ClaimOutcome.CLAIMED
+
+
+async def test_retrying_records_when_the_next_attempt_is_due_on_the_database_clock(
+    engine: AsyncEngine, store: StatusStore
+) -> None:
+    nid = await _new_row(engine)
+    claim = await _claim(store, nid, 1)
+    await store.finish([_done(claim, S.RETRYING, retry_in_ms=60_000, error="421 later")])
+    async with engine.connect() as conn:
+        row = (
+            await conn.execute(
+                text(
+                    "SELECT status, next_attempt_at - updated_at AS wait, claim_token"
+                    " FROM api_gateway.notification_statuses WHERE id = :id"
+                ),
+                {"id": nid},
+            )
+        ).one()
+    assert row.status == "retrying" and row.claim_token is None
+    assert 59 <= row.wait.total_seconds() <= 61
+
+
+async def test_claims_without_an_outcome_end_in_handler_error(
+    engine: AsyncEngine, store: StatusStore
+) -> None:
+    """A message that kills its worker: each redelivery claims the same attempt again."""
+    nid = await _new_row(engine)
+    for _ in range(LIMIT):
+        claim = await _claim(store, nid, 1, lease=0.0)
+        assert claim.outcome is ClaimOutcome.CLAIMED
+    poison = await _claim(store, nid, 1)
+    assert poison.outcome is ClaimOutcome.POISON and poison.status is S.FAILED
+    async with engine.connect() as conn:
+        reason = (
+            await conn.execute(
+                text("SELECT status_reason FROM api_gateway.notification_statuses WHERE id = :id"),
+                {"id": nid},
+            )
+        ).scalar()
+    assert reason == "handler_error"
+    # Replay reopens it like any failed notification.
+    assert (await store.reopen_failed(nid, "replayed")).applied
+    assert (await _claim(store, nid, 1)).outcome is ClaimOutcome.CLAIMED
+
+
+async def test_a_released_claim_is_taken_again_at_once_and_counts_only_handler_errors(
+    engine: AsyncEngine, store: StatusStore
+) -> None:
+    nid = await _new_row(engine)
+    for _ in range(LIMIT + 2):  # outages (not handler errors) never reach the limit
+        claim = await _claim(store, nid, 1)
+        assert claim.outcome is ClaimOutcome.CLAIMED and claim.token is not None
+        await store.release(nid, claim.token, handler_error=False)
+    for _ in range(LIMIT):
+        claim = await _claim(store, nid, 1)
+        assert claim.outcome is ClaimOutcome.CLAIMED and claim.token is not None
+        await store.release(nid, claim.token, handler_error=True)
+    assert (await _claim(store, nid, 1)).outcome is ClaimOutcome.POISON
+
+
+async def test_an_expired_notification_is_marked_by_the_claim_and_not_handed_out(
+    engine: AsyncEngine, store: StatusStore
+) -> None:
+    nid = await _new_row(engine, expires_in_seconds=-1)
+    claim = await _claim(store, nid, 1)
+    assert claim.outcome is ClaimOutcome.EXPIRED and claim.status is S.EXPIRED
+
+
+async def test_a_redelivery_does_not_duplicate_history(
+    engine: AsyncEngine, store: StatusStore
+) -> None:
+    nid = await _new_row(engine)
+    first = await _claim(store, nid, 1)
+    await _claim(store, nid, 1)  # a copy: loses, writes nothing
+    await store.finish([_done(first, S.RETRYING, retry_in_ms=10, error="421 try later")])
+    second = await _claim(store, nid, 2)
+    await store.finish([_done(second, S.DELIVERED)])
+    assert await _history(engine, nid) == [
+        ("processing", 1),
+        ("retrying", 1),
+        ("processing", 2),
+        ("delivered", 2),
+    ]
 
 
 async def test_concurrent_terminal_updates_apply_once(
@@ -116,11 +245,11 @@ async def test_a_replay_reopens_a_failed_notification_with_fresh_history(
     engine: AsyncEngine, store: StatusStore
 ) -> None:
     nid = await _new_row(engine)
-    await store.transition(nid, S.PROCESSING, attempt=1)
-    await store.transition(nid, S.FAILED, attempt=1, error="550 no such user")
+    claim = await _claim(store, nid, 1)
+    await store.finish([_done(claim, S.FAILED, reason="permanent_failure", error="550 no")])
     assert (await store.reopen_failed(nid, "replayed from failed.queue")).applied
-    assert (await store.transition(nid, S.PROCESSING, attempt=1)).applied
-    assert (await store.transition(nid, S.DELIVERED, attempt=1)).applied
+    again = await _claim(store, nid, 1)
+    assert (await store.finish([_done(again, S.DELIVERED)])) == {nid}
     statuses = [s for s, _ in await _history(engine, nid)]
     assert statuses == ["processing", "failed", "queued", "processing", "delivered"]
 

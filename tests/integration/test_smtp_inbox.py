@@ -179,7 +179,7 @@ async def test_the_command_runs_both_servers_and_takes_a_starting_fault() -> Non
                 except httpx.TransportError:
                     return False
 
-            await wait_for(healthy, timeout=20)
+            await wait_for(healthy, timeout=60)
             faults = (await client.get("/api/control/faults")).json()["data"]
             assert faults == {"mode": "tempfail", "code": 421, "applied": 0}
             with pytest.raises(aiosmtplib.SMTPResponseException):

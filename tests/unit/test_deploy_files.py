@@ -290,7 +290,7 @@ def test_k8s_config_and_secrets_hold_only_settings(k8s: list[dict[str, Any]]) ->
 
 
 def _defined_metrics() -> set[str]:
-    pattern = re.compile(r"(?:Counter|Histogram|Gauge|Summary)\(\s*\"(notifications_\w+)\"")
+    pattern = re.compile(r"(?:Counter|Histogram|Gauge|Summary)\(\s*\"(notifications?_\w+)\"")
     names: set[str] = set()
     for folder in ("shared", "services"):
         for path in (ROOT / folder).rglob("*.py"):
@@ -307,7 +307,7 @@ def test_alert_rules_use_only_defined_metrics() -> None:
         for rule in group["rules"]:
             assert rule["alert"] and rule["expr"] and rule["labels"]["severity"], rule
             assert rule["annotations"]["summary"], rule
-            for used in re.findall(r"\bnotifications_\w+", rule["expr"]):
+            for used in re.findall(r"\bnotifications?_\w+", rule["expr"]):
                 base = re.sub(r"_(bucket|sum|count)$", "", used)
                 assert base in defined or used in defined, f"{rule['alert']}: unknown {used}"
                 seen += 1

@@ -9,7 +9,7 @@ import yaml
 
 ROOT = Path(__file__).resolve().parents[2]
 GUIDES = ROOT / "docs" / "guides"
-METRIC = re.compile(r"(?:Counter|Histogram|Gauge|Summary)\(\s*\"(notifications_\w+)\"")
+METRIC = re.compile(r"(?:Counter|Histogram|Gauge|Summary)\(\s*\"(notifications?_\w+)\"")
 
 
 def test_every_guide_exists() -> None:

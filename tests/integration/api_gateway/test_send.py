@@ -4,8 +4,13 @@ preferences, persistence and the published message."""
 from __future__ import annotations
 
 import uuid
+from datetime import UTC, datetime, timedelta
 
+from redis.asyncio import Redis
+
+from shared.contacts import CHANGES_CHANNEL
 from shared.messaging.message import NotificationMessage
+from shared.redis import RedisKeys
 from tests.conftest import wait_for
 from tests.integration.api_gateway.conftest import Running, Tap, send_body
 from tests.integration.api_gateway.upstream import Upstream
@@ -184,9 +189,9 @@ async def test_opted_out_channel_and_push_without_device_are_skipped(
     gw: Running, upstream: Upstream, tap: Tap
 ) -> None:
     cases = [
-        (upstream.add_user(email_on=False), "email", "turned off email"),
-        (upstream.add_user(), "push", "no registered device"),
-        (upstream.add_user(push_on=False, devices=[{"token": "t"}]), "push", "turned off push"),
+        (upstream.add_user(email_on=False), "email", "opted_out"),
+        (upstream.add_user(), "push", "no_devices"),
+        (upstream.add_user(push_on=False, devices=[{"token": "t"}]), "push", "opted_out"),
     ]
     for user_id, channel, reason in cases:
         response = await gw.client.post(
@@ -196,7 +201,7 @@ async def test_opted_out_channel_and_push_without_device_are_skipped(
         )
         assert response.status_code == 202, response.text
         data = response.json()["data"]
-        assert data["status"] == "skipped" and reason in data["status_reason"]
+        assert data["status"] == "skipped" and data["status_reason"] == reason
         row = await _status_row(gw, data["notification_id"])
         assert row["status"] == "skipped"
         assert await _outbox_empty_for(gw, data["notification_id"])
@@ -204,11 +209,9 @@ async def test_opted_out_channel_and_push_without_device_are_skipped(
 
 
 async def test_quiet_hours_schedule_and_the_relay_releases_when_due(
-    gw: Running, upstream: Upstream, tap: Tap
+    gw: Running, upstream: Upstream, tap: Tap, redis_client: Redis
 ) -> None:
-    # A window covering the whole day except one minute is always "now" in quiet hours.
-    from datetime import UTC, datetime, timedelta
-
+    # A window of three hours around now: the send is held until it ends.
     now = datetime.now(UTC)
     start = (now - timedelta(hours=1)).strftime("%H:%M")
     end = (now + timedelta(hours=2)).strftime("%H:%M")
@@ -218,17 +221,22 @@ async def test_quiet_hours_schedule_and_the_relay_releases_when_due(
     )
     assert response.status_code == 202, response.text
     data = response.json()["data"]
-    assert data["status"] == "scheduled" and data["scheduled_for"]
+    assert data["status"] == "scheduled" and data["status_reason"] == "quiet_hours"
     scheduled_for = datetime.fromisoformat(data["scheduled_for"])
     assert now + timedelta(hours=1) < scheduled_for <= now + timedelta(hours=2, minutes=1)
     assert await tap.drain() == []
+    nid = uuid.UUID(data["notification_id"])
 
-    # Time passes: make the held row due, and the relay moves it to queued and publishes it.
-    await gw.gateway.pool.execute(
-        "UPDATE api_gateway.outbox SET available_at = now() WHERE notification_id = $1",
-        uuid.UUID(data["notification_id"]),
-    )
-    gw.gateway.outbox.wake()
+    # Due, but the user is still within quiet hours: the release reads them again and waits.
+    await _make_due(gw, nid)
+    await wait_for(lambda: _postponed(gw, nid), timeout=10)
+    assert (await _status_row(gw, data["notification_id"]))["status"] == "scheduled"
+    assert await tap.drain() == []
+
+    # The user drops quiet hours (the user service announces it); due again: released.
+    upstream.state.users[str(user_id)]["preferences"]["quiet_hours"] = None
+    await _announce_contact_change(gw, redis_client, user_id)
+    await _make_due(gw, nid)
     await wait_for(lambda: _published(tap, data["notification_id"]), timeout=10)
     assert tap.ids().count(data["notification_id"]) == 1
 
@@ -236,6 +244,79 @@ async def test_quiet_hours_schedule_and_the_relay_releases_when_due(
         return (await _status_row(gw, data["notification_id"]))["status"] == "queued"
 
     await wait_for(queued, timeout=5)
+
+
+async def test_an_opt_out_after_acceptance_skips_a_held_notification_at_release(
+    gw: Running, upstream: Upstream, tap: Tap, redis_client: Redis
+) -> None:
+    now = datetime.now(UTC)
+    window = {
+        "start": (now - timedelta(hours=1)).strftime("%H:%M"),
+        "end": (now + timedelta(hours=2)).strftime("%H:%M"),
+    }
+    user_id = upstream.add_user(quiet_hours=window)
+    response = await gw.client.post(
+        "/v1/notifications/send", json=send_body(user_id), headers=gw.headers
+    )
+    nid = uuid.UUID(response.json()["data"]["notification_id"])
+    upstream.state.users[str(user_id)]["preferences"]["email"] = False
+    await _announce_contact_change(gw, redis_client, user_id)
+    await _make_due(gw, nid)
+
+    async def skipped() -> bool:
+        row = await _status_row(gw, str(nid))
+        return row["status"] == "skipped" and row["status_reason"] == "opted_out"
+
+    await wait_for(skipped, timeout=10)
+    assert await tap.drain() == []
+
+
+async def test_a_contact_change_announcement_reaches_new_sends_at_once(
+    gw: Running, upstream: Upstream, redis_client: Redis
+) -> None:
+    user_id = upstream.add_user()
+    first = await gw.client.post(
+        "/v1/notifications/send", json=send_body(user_id), headers=gw.headers
+    )
+    assert first.json()["data"]["status"] == "queued"
+    upstream.state.users[str(user_id)]["preferences"]["email"] = False
+    await _announce_contact_change(gw, redis_client, user_id)
+
+    async def skipped() -> bool:
+        response = await gw.client.post(
+            "/v1/notifications/send", json=send_body(user_id), headers=gw.headers
+        )
+        return bool(response.json()["data"]["status"] == "skipped")
+
+    # Far below the contact cache's TTL: the announcement, not the expiry, drops the entry.
+    await wait_for(skipped, timeout=2)
+
+
+async def _make_due(gw: Running, notification_id: uuid.UUID) -> None:
+    await gw.gateway.pool.execute(
+        "UPDATE api_gateway.outbox SET available_at = now() WHERE notification_id = $1",
+        notification_id,
+    )
+    gw.gateway.outbox.wake()
+
+
+async def _postponed(gw: Running, notification_id: uuid.UUID) -> bool:
+    row = await gw.gateway.pool.fetchrow(
+        "SELECT available_at > now() + interval '1 minute' AS later, last_error"
+        " FROM api_gateway.outbox WHERE notification_id = $1",
+        notification_id,
+    )
+    return bool(row and row["later"])
+
+
+async def _announce_contact_change(gw: Running, redis: Redis, user_id: uuid.UUID) -> None:
+    """What the user service does on every change of a contact."""
+    channel = RedisKeys(gw.gateway.settings.redis_key_prefix)(CHANGES_CHANNEL)
+
+    async def heard() -> bool:
+        return bool(await redis.publish(channel, str(user_id)))
+
+    await wait_for(heard, timeout=10)  # the gateway's subscription is up
 
 
 async def test_text_the_database_cannot_store_is_422_never_500(

@@ -106,10 +106,11 @@ async def test_callback_moves_status_monotonically_with_history_once(
         url, json={"notification_id": nid, "status": "pending"}, headers=_internal(gw)
     )
     assert pending.status_code == 200, pending.text
+    # Only a worker's claim makes a notification `processing`: `pending` changes nothing.
     assert pending.json()["data"] == {
         "notification_id": nid,
-        "status": "processing",
-        "applied": True,
+        "status": "queued",
+        "applied": False,
     }
 
     delivered = await gw.client.post(
@@ -136,7 +137,7 @@ async def test_callback_moves_status_monotonically_with_history_once(
     status = (await gw.client.get(f"/v1/notifications/{nid}/status", headers=gw.headers)).json()
     assert status["data"]["status"] == "delivered"
     assert status["data"]["delivered_at"] is not None
-    assert [h["status"] for h in status["data"]["history"]] == ["queued", "processing", "delivered"]
+    assert [h["status"] for h in status["data"]["history"]] == ["queued", "delivered"]
 
 
 async def test_failed_callback_records_the_error(gw: Running, upstream: Upstream) -> None:

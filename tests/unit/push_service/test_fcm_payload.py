@@ -62,12 +62,45 @@ def test_web_message_links_only_https() -> None:
     secure = PushContent("T", "B", link="https://app.example/x")
     webpush = build_message(secure, platform="web", priority=9, notification_id="n")["webpush"]
     assert webpush["fcm_options"] == {"link": "https://app.example/x"}
-    assert webpush["headers"] == {"Urgency": "high"}
+    assert webpush["headers"]["Urgency"] == "high"
     plain = PushContent("T", "B", link="http://app.example/x")
     assert (
         "fcm_options"
         not in build_message(plain, platform="web", priority=1, notification_id="n")["webpush"]
     )
+
+
+NID = "6f1c2a0e-2b7d-4a53-9b8e-0c1d2e3f4a5b"
+
+
+def test_every_platform_collapses_copies_of_one_notification() -> None:
+    """A copy sent twice replaces the first on the device instead of showing beside it."""
+    content = PushContent("T", "B")
+    android = build_message(content, platform="android", priority=5, notification_id=NID)
+    ios = build_message(content, platform="ios", priority=5, notification_id=NID)
+    web = build_message(content, platform="web", priority=5, notification_id=NID)
+    assert android["android"]["notification"]["tag"] == NID
+    assert ios["apns"]["headers"]["apns-collapse-id"] == NID
+    topic = web["webpush"]["headers"]["Topic"]
+    assert topic == NID.replace("-", "") and len(topic) <= 32
+
+
+def test_the_time_left_becomes_each_platforms_ttl() -> None:
+    content = PushContent("T", "B")
+    android = build_message(
+        content, platform="android", priority=5, notification_id=NID, expires_in_seconds=90.7
+    )
+    ios = build_message(
+        content, platform="ios", priority=5, notification_id=NID, expires_in_seconds=90
+    )
+    web = build_message(
+        content, platform="web", priority=5, notification_id=NID, expires_in_seconds=90
+    )
+    assert android["android"]["ttl"] == "90s"
+    assert int(ios["apns"]["headers"]["apns-expiration"]) > 1_700_000_000
+    assert web["webpush"]["headers"]["TTL"] == "90"
+    no_expiry = build_message(content, platform="android", priority=5, notification_id=NID)
+    assert "ttl" not in no_expiry["android"]
 
 
 def test_non_string_data_values_are_json_encoded() -> None:

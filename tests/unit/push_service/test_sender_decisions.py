@@ -18,7 +18,7 @@ import pytest
 from services.push_service.fcm import SendResult
 from services.push_service.sender import PushSender
 from shared.contracts import TemplateVersion
-from shared.messaging.delivery import PermanentFailure, TransientFailure
+from shared.messaging.delivery import Attempt, DeliveryResult, PermanentFailure, TransientFailure
 from shared.messaging.message import (
     Channel,
     DeviceTarget,
@@ -65,7 +65,9 @@ class Results:
     async def device_results(self, _: uuid.UUID) -> dict[str, DeviceRecord]:
         return dict(self.rows)
 
-    async def record_device_results(self, _: uuid.UUID, results: Sequence[DeviceResult]) -> None:
+    async def record_device_results(
+        self, _: uuid.UUID, __: uuid.UUID, results: Sequence[DeviceResult]
+    ) -> None:
         for r in results:
             if r.token not in self.rows or self.rows[r.token].status.value != "accepted":
                 self.rows[r.token] = DeviceRecord(r.status, r.provider_message_id)
@@ -98,8 +100,16 @@ def _sender(fcm: Fcm, results: Results, registry: Registry) -> PushSender:
         templates=Templates(),
         results=results,  # type: ignore[arg-type]
         registry=registry,  # type: ignore[arg-type]
-        max_attempts=3,
+        record_retry_seconds=1.0,
     )
+
+
+def _attempt(message: NotificationMessage) -> Attempt:
+    return Attempt(message.notification_id, uuid.uuid4(), message.attempt)
+
+
+async def _deliver(sender: PushSender, message: NotificationMessage) -> DeliveryResult:
+    return await sender.deliver(message, _attempt(message))
 
 
 def _busy(token: str, after: float | None) -> SendResult:
@@ -109,9 +119,11 @@ def _busy(token: str, after: float | None) -> SendResult:
 async def test_transient_device_means_retry_with_the_longest_retry_after() -> None:
     fcm = Fcm({"b": _busy("b", 2.0), "c": _busy("c", 5.0)})
     with pytest.raises(TransientFailure) as caught:
-        await _sender(fcm, Results(), Registry()).deliver(_message("a", "b", "c"))
+        await _deliver(_sender(fcm, Results(), Registry()), _message("a", "b", "c"))
     assert caught.value.retry_after_seconds == 5.0
     assert "2 of 3 devices" in caught.value.reason
+    # One device accepted: FCM answers, so this is not a provider outage.
+    assert not caught.value.provider_down
 
 
 async def test_retry_sends_only_to_devices_not_settled() -> None:
@@ -121,25 +133,28 @@ async def test_retry_sends_only_to_devices_not_settled() -> None:
     message = _message("a", "b", "dead")
     fcm.answers["dead"] = SendResult("dead", "unregistered", error="UNREGISTERED")
     with pytest.raises(TransientFailure):
-        await sender.deliver(message)
+        await _deliver(sender, message)
     fcm.answers.clear()
     fcm.sent.clear()
-    outcome = await sender.deliver(message.next_attempt())
+    outcome = await _deliver(sender, message.next_attempt())
     assert fcm.sent == ["b"]
     assert outcome.detail == "accepted by 2 of 3 devices; the others: refused on an earlier attempt"
 
 
-async def test_last_attempt_with_one_accepted_is_delivered() -> None:
+async def test_a_pending_device_retries_and_offers_what_was_accepted_if_time_runs_out() -> None:
     fcm = Fcm({"b": _busy("b", None)})
-    outcome = await _sender(fcm, Results(), Registry()).deliver(_message("a", "b", attempt=3))
-    assert outcome.provider_message_id == "n/a"
-    assert outcome.detail == "accepted by 1 of 2 devices; the others: UNAVAILABLE x1"
+    with pytest.raises(TransientFailure) as caught:
+        await _deliver(_sender(fcm, Results(), Registry()), _message("a", "b", attempt=3))
+    partial = caught.value.partial
+    assert partial is not None and partial.provider_message_id == "n/a"
+    assert partial.detail == "accepted by 1 of 2 devices; the others: UNAVAILABLE x1"
 
 
-async def test_last_attempt_with_none_accepted_stays_transient_for_the_runtime() -> None:
+async def test_every_device_failing_transiently_is_a_provider_outage_with_nothing_partial() -> None:
     fcm = Fcm({"a": _busy("a", None)})
-    with pytest.raises(TransientFailure, match="no device accepted"):
-        await _sender(fcm, Results(), Registry()).deliver(_message("a", attempt=3))
+    with pytest.raises(TransientFailure) as caught:
+        await _deliver(_sender(fcm, Results(), Registry()), _message("a", attempt=3))
+    assert caught.value.provider_down and caught.value.partial is None
 
 
 async def test_every_device_refused_is_permanent_and_dead_tokens_are_removed() -> None:
@@ -151,19 +166,19 @@ async def test_every_device_refused_is_permanent_and_dead_tokens_are_removed() -
     )
     registry = Registry()
     with pytest.raises(PermanentFailure, match="INVALID_ARGUMENT x1, SENDER_ID_MISMATCH x1"):
-        await _sender(fcm, Results(), registry).deliver(_message("x", "y"))
+        await _deliver(_sender(fcm, Results(), registry), _message("x", "y"))
     assert registry.removed == ["x"]
 
 
 async def test_no_devices_is_permanent_without_sending() -> None:
     fcm = Fcm({})
     with pytest.raises(PermanentFailure, match="no_devices"):
-        await _sender(fcm, Results(), Registry()).deliver(_message())
+        await _deliver(_sender(fcm, Results(), Registry()), _message())
     assert fcm.sent == []
 
 
 async def test_a_redelivery_after_everything_was_sent_sends_nothing() -> None:
     results = Results({"a": DeviceRecord(SendResult("a", "accepted").device_status, "n/a")})
     fcm = Fcm({})
-    outcome = await _sender(fcm, results, Registry()).deliver(_message("a"))
+    outcome = await _deliver(_sender(fcm, results, Registry()), _message("a"))
     assert (fcm.sent, outcome.provider_message_id) == ([], "n/a")

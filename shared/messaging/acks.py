@@ -1,0 +1,103 @@
+"""Settling deliveries in as few frames as possible, without holding any back.
+
+`AckWindow.ack_many` marks a group of deliveries settled, then acks the settled run at the
+head of each channel with one `multiple=True` frame. A settled delivery behind one still in
+progress is acked on its own at once, so a slow send never holds finished messages (and the
+prefetch slots they occupy) hostage. Requeues go out at once, one by one.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import deque
+from collections.abc import Iterable
+from dataclasses import dataclass
+from enum import Enum
+from typing import Any
+
+from aio_pika.abc import AbstractIncomingMessage
+
+logger = logging.getLogger("shared.messaging.acks")
+
+
+class _State(Enum):
+    IN_PROGRESS = 0
+    SETTLED = 1
+    """Finished, not acked yet: the head run is acked together."""
+    DONE = 2
+    """Acked on its own, or requeued: nothing left to send for it."""
+
+
+@dataclass
+class _Entry:
+    incoming: AbstractIncomingMessage
+    state: _State = _State.IN_PROGRESS
+
+
+class AckWindow:
+    def __init__(self) -> None:
+        self._channels: dict[int, deque[_Entry]] = {}
+        self._entries: dict[tuple[int, int], _Entry] = {}
+
+    def track(self, incoming: AbstractIncomingMessage) -> None:
+        """Call in delivery order, as soon as a message arrives."""
+        key = _key(incoming)
+        entry = _Entry(incoming)
+        self._channels.setdefault(key[0], deque()).append(entry)
+        self._entries[key] = entry
+
+    def is_open(self, incoming: AbstractIncomingMessage) -> bool:
+        """Tracked and not settled yet."""
+        return _key(incoming) in self._entries
+
+    async def ack(self, incoming: AbstractIncomingMessage) -> None:
+        await self.ack_many([incoming])
+
+    async def ack_many(self, incomings: Iterable[AbstractIncomingMessage]) -> None:
+        channels: set[int] = set()
+        for incoming in incomings:
+            entry = self._entries.pop(_key(incoming), None)
+            if entry is None:
+                await _settle_quietly(incoming.ack())
+                continue
+            entry.state = _State.SETTLED
+            channels.add(_key(incoming)[0])
+        for channel in channels:
+            await self._flush(channel)
+
+    async def nack(self, incoming: AbstractIncomingMessage, *, requeue: bool = True) -> None:
+        entry = self._entries.pop(_key(incoming), None)
+        if entry is not None:
+            entry.state = _State.DONE
+        await _settle_quietly(incoming.nack(requeue=requeue))
+        await self._flush(_key(incoming)[0])
+
+    async def _flush(self, channel: int) -> None:
+        queue = self._channels.get(channel)
+        if not queue:
+            return
+        last: AbstractIncomingMessage | None = None
+        while queue and queue[0].state is not _State.IN_PROGRESS:
+            entry = queue.popleft()
+            if entry.state is _State.SETTLED:
+                last = entry.incoming
+        if last is not None:
+            await _settle_quietly(last.ack(multiple=True))
+        for entry in queue:
+            if entry.state is _State.SETTLED:
+                entry.state = _State.DONE
+                await _settle_quietly(entry.incoming.ack())
+
+
+def _key(incoming: AbstractIncomingMessage) -> tuple[int, int]:
+    return id(incoming.channel), incoming.delivery_tag or 0
+
+
+async def _settle_quietly(settle: Any) -> None:
+    """Ack/nack on a channel that may be closing: the broker redelivers anyway."""
+    try:
+        await settle
+    except Exception as exc:
+        logger.warning(
+            "settling a message failed (%s); the broker will redeliver", type(exc).__name__
+        )
