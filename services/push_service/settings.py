@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from shared.settings import Settings
+from shared.settings import Settings, load_settings
 
 
 class PushSettings(Settings):
@@ -16,7 +16,7 @@ def push_settings(settings: Settings | None = None) -> PushSettings:
     """Widen plain `Settings` (e.g. a test's `base_settings`) to this service's settings,
     keeping every value given and the defaults for the service's own fields."""
     if settings is None:
-        return PushSettings()
+        return load_settings(PushSettings)
     if isinstance(settings, PushSettings):
         return settings
     return PushSettings.model_validate(settings.model_dump())

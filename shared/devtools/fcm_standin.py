@@ -22,9 +22,7 @@ import asyncio
 import contextlib
 import json
 import logging
-import os
 import secrets
-import tempfile
 import time
 import uuid
 from collections.abc import AsyncIterator
@@ -43,6 +41,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from shared.envelope import ok
 from shared.errors import NotFound
+from shared.files import write_once
 from shared.http import create_service_app
 from shared.settings import Settings
 
@@ -97,23 +96,11 @@ def make_service_account(*, project_id: str, token_uri: str) -> dict[str, str]:
 
 
 def ensure_service_account_file(path: Path, *, project_id: str, token_uri: str) -> Path:
-    """Create the file once, atomically; whoever starts first (stand-in or push service) wins.
-
-    The JSON is written to a temporary file and hard-linked into place, which fails if the file
-    already exists, so two processes racing here end up reading the same key.
-    """
+    """Create the file once, atomically; whoever starts first (stand-in or push service) wins."""
     if path.exists():
         return path
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".fcm-sa-", suffix=".json")
-    try:
-        with os.fdopen(fd, "w") as handle:
-            json.dump(make_service_account(project_id=project_id, token_uri=token_uri), handle)
-        with contextlib.suppress(FileExistsError):
-            os.link(tmp, path)
-    finally:
-        os.unlink(tmp)
-    return path
+    account = make_service_account(project_id=project_id, token_uri=token_uri)
+    return write_once(path, json.dumps(account).encode())
 
 
 def load_service_account(path: str | Path) -> dict[str, str]:
