@@ -17,7 +17,7 @@ from services.user_service import repository as repo
 from services.user_service.accounts import Accounts, open_accounts
 from services.user_service.settings import user_service_settings
 from shared.db import session_scope
-from shared.settings import Settings, refuse_demo_in_production
+from shared.settings import Settings, get_settings, refuse_demo_in_production
 
 DEMO_USER_NAME = "Demo User"
 DEMO_DEVICE_TOKEN = "demo-device-token"
@@ -73,4 +73,4 @@ if __name__ == "__main__":
     import asyncio
     import json
 
-    print(json.dumps(asyncio.run(seed_demo(user_service_settings()))))
+    print(json.dumps(asyncio.run(seed_demo(get_settings()))))
