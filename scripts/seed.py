@@ -8,13 +8,14 @@ import importlib
 import json
 from typing import Any
 
-from shared.settings import Settings, get_settings
+from shared.settings import Settings, get_settings, refuse_demo_in_production
 
 # Order matters: templates may record the admin as their author.
 SEEDERS = ("user_service", "template_service", "api_gateway")
 
 
 async def seed_all(settings: Settings) -> dict[str, Any]:
+    refuse_demo_in_production(settings)
     results: dict[str, Any] = {}
     for service in SEEDERS:
         module = importlib.import_module(f"services.{service}.seed")

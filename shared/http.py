@@ -12,6 +12,7 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager
 from typing import Any
 
+import uvicorn
 from fastapi import FastAPI
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -174,19 +175,29 @@ async def empty_lifespan(_: FastAPI) -> AsyncIterator[None]:
     yield
 
 
-def serve(app: FastAPI, *, service: str, settings: Settings, port: int) -> None:
-    """Run one service under uvicorn with the shared logging: every `__main__` calls this.
+def uvicorn_config(app: FastAPI, *, settings: Settings, port: int) -> uvicorn.Config:
+    """How every service runs under uvicorn (`serve`, and tests that serve an app for real).
 
-    The graceful-shutdown timeout leaves a worker time to finish the messages in hand.
+    Forwarded headers (`X-Forwarded-For`, `X-Forwarded-Proto`) are uvicorn's to apply, and only
+    from the proxies in `FORWARDED_ALLOW_IPS`: from anyone else they are ignored, so a client
+    cannot pick the address that rate limits and logs see. Unset, no proxy is trusted (uvicorn
+    itself would trust 127.0.0.1, i.e. anything running on the same machine). The
+    graceful-shutdown timeout leaves a worker time to finish the messages in hand.
     """
-    import uvicorn
-
-    setup_logging(service, settings.log_level, settings.log_format)
-    uvicorn.run(
+    trusted = settings.forwarded_allow_ips.strip()
+    return uvicorn.Config(
         app,
         host=settings.bind_host,
         port=port,
         log_config=None,
         access_log=False,
+        proxy_headers=bool(trusted),
+        forwarded_allow_ips=trusted or [],
         timeout_graceful_shutdown=int(settings.worker_shutdown_seconds) + 5,
     )
+
+
+def serve(app: FastAPI, *, service: str, settings: Settings, port: int) -> None:
+    """Run one service under uvicorn with the shared logging: every `__main__` calls this."""
+    setup_logging(service, settings.log_level, settings.log_format)
+    uvicorn.Server(uvicorn_config(app, settings=settings, port=port)).run()

@@ -7,6 +7,7 @@ runtime sets it again before handling a message, so one id follows a notificatio
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import sys
 import uuid
@@ -25,6 +26,12 @@ def new_correlation_id() -> str:
 
 def get_correlation_id() -> str | None:
     return correlation_id_var.get()
+
+
+def fingerprint(secret: str) -> str:
+    """What a log line may say about a secret (a device token, an API key): 12 hex characters
+    of its SHA-256, enough to match two lines, useless to anyone who reads them."""
+    return hashlib.sha256(secret.encode()).hexdigest()[:12]
 
 
 def clean_correlation_id(raw: str | None) -> str:

@@ -3,15 +3,33 @@
 One class on purpose: every variable is documented once, in `.env.example`, with a default that
 works on a developer machine where PostgreSQL, Redis and RabbitMQ run on localhost. A service
 that needs more subclasses `Settings` in its own `settings.py`.
+
+Those defaults are unsafe anywhere else, so the class validates itself: with
+`ENVIRONMENT=production` it refuses a secret left at its shipped value or shorter than 32 bytes,
+and any `DEMO_*` value (the demo accounts exist only outside production). Every entry point
+builds its settings through `load_settings`, which turns that refusal into one clear message
+naming the variables and a non-zero exit, without a traceback.
 """
 
 from __future__ import annotations
 
 from functools import lru_cache
-from typing import Literal, TypeVar
+from typing import Any, Literal, TypeVar
+from urllib.parse import urlsplit
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+# What `make run` and the test suites use for the demo seed; never present in production.
+DEMO_DEFAULTS: dict[str, str] = {
+    "demo_admin_email": "admin@example.com",
+    "demo_admin_password": "admin-password-123",
+    "demo_user_email": "demo@example.com",
+    "demo_user_password": "demo-password-123",
+    "demo_api_key": "demo-api-key-0123456789abcdef",
+}
+SHIPPED_INTERNAL_API_KEY = "dev-internal-key-change-me"
+MIN_SECRET_BYTES = 32
 
 
 class Settings(BaseSettings):
@@ -22,6 +40,9 @@ class Settings(BaseSettings):
     log_level: str = "INFO"
     log_format: Literal["json", "text"] = "json"
     bind_host: str = "127.0.0.1"
+    # Addresses (comma-separated IPs or CIDRs, `*` for any) whose X-Forwarded-For and
+    # X-Forwarded-Proto uvicorn believes. Empty: nobody's, the peer address is the client.
+    forwarded_allow_ips: str = ""
 
     # --- ports (the developers' guide fixes them) ---------------------------------------
     api_gateway_port: int = 8080
@@ -49,10 +70,23 @@ class Settings(BaseSettings):
     publish_timeout_seconds: float = 5.0
 
     # --- secrets -------------------------------------------------------------------------
-    internal_api_key: SecretStr = SecretStr("dev-internal-key-change-me")
-    jwt_secret: SecretStr = SecretStr("dev-jwt-secret-change-me-please-32b")
-    jwt_algorithm: Literal["HS256", "HS384", "HS512"] = "HS256"
-    jwt_ttl_seconds: int = 3600
+    internal_api_key: SecretStr = SecretStr(SHIPPED_INTERNAL_API_KEY)
+    # The user service's Ed25519 signing key (PKCS#8 PEM), inline or as a file; only the user
+    # service reads them (it refuses to start in production without one). Elsewhere an unset
+    # key is generated once into `.run/`. Previous public keys (a PEM bundle) stay published
+    # in the JWKS after a rotation, so tokens signed before it still verify.
+    jwt_private_key: SecretStr | None = None
+    jwt_private_key_file: str | None = None
+    jwt_previous_public_keys_file: str | None = None
+
+    # --- access-token verification (every service that accepts a user's token) -----------
+    # The user service's public keys are fetched from its JWKS and kept this long; an unknown
+    # `kid` refetches at most once per `jwks_refetch_min_seconds`.
+    jwks_cache_seconds: float = 300.0
+    jwks_refetch_min_seconds: float = 1.0
+    # How long a process trusts a user's token version before asking Redis again: the delay
+    # after which a revocation (password change, deletion, revoke) holds everywhere.
+    token_version_cache_seconds: float = 1.0
 
     # --- request limits ------------------------------------------------------------------
     max_body_bytes: int = 64 * 1024
@@ -123,29 +157,110 @@ class Settings(BaseSettings):
     inbox_http_port: int = 8025
     fcm_standin_port: int = 8085
 
-    # --- demo seed -----------------------------------------------------------------------
-    demo_admin_email: str = "admin@example.com"
-    demo_admin_password: SecretStr = SecretStr("admin-password-123")
-    demo_user_email: str = "demo@example.com"
-    demo_user_password: SecretStr = SecretStr("demo-password-123")
-    demo_api_key: SecretStr = SecretStr("demo-api-key-0123456789abcdef")
+    # --- demo seed (outside production only: `DEMO_DEFAULTS` fill what is not given) -------
+    demo_admin_email: str | None = None
+    demo_admin_password: SecretStr | None = None
+    demo_user_email: str | None = None
+    demo_user_password: SecretStr | None = None
+    demo_api_key: SecretStr | None = None
+
+    @field_validator(
+        "jwt_private_key", "jwt_private_key_file", "jwt_previous_public_keys_file", mode="before"
+    )
+    @classmethod
+    def _empty_is_unset(cls, value: Any) -> Any:
+        # `.env.example` lists them as `NAME=`: empty means "not configured".
+        return None if value == "" else value
+
+    @model_validator(mode="before")
+    @classmethod
+    def _demo_defaults_outside_production(cls, data: Any) -> Any:
+        if isinstance(data, dict) and data.get("environment", "development") != "production":
+            given = {k: v for k, v in data.items() if k not in DEMO_DEFAULTS or _given(v)}
+            data = {**DEMO_DEFAULTS, **given}
+        return data
+
+    @model_validator(mode="after")
+    def _refuse_unsafe_configuration(self) -> Settings:
+        if self.jwt_private_key is not None and self.jwt_private_key_file is not None:
+            raise ValueError("set JWT_PRIVATE_KEY or JWT_PRIVATE_KEY_FILE, not both")
+        if self.environment == "production":
+            problems = self.production_problems()
+            if problems:
+                raise ValueError("unsafe for production:" + "".join(f"\n  - {p}" for p in problems))
+        return self
+
+    def production_problems(self) -> list[str]:
+        """What makes these settings unsafe for production, one line per variable.
+
+        Subclasses extend it with their own secrets (the user service: its signing key).
+        """
+        problems = [
+            f"{field.upper()} must be unset in production (the demo seed never runs there)"
+            for field in DEMO_DEFAULTS
+            if _given(getattr(self, field))
+        ]
+        internal_key = self.internal_api_key.get_secret_value()
+        if internal_key == SHIPPED_INTERNAL_API_KEY:
+            problems.append("INTERNAL_API_KEY is the shipped default; set a random value")
+        elif len(internal_key.encode()) < MIN_SECRET_BYTES:
+            problems.append(f"INTERNAL_API_KEY is shorter than {MIN_SECRET_BYTES} bytes")
+        if urlsplit(self.rabbitmq_url).password == "guest":
+            problems.append("RABBITMQ_URL uses the shipped guest credentials")
+        return problems
 
 
-@lru_cache
-def get_settings() -> Settings:
-    """The process-wide settings, read once."""
-    return Settings()
+def _given(value: object) -> bool:
+    """Whether a setting holds something (an empty `DEMO_X=` line counts as unset)."""
+    if isinstance(value, SecretStr):
+        value = value.get_secret_value()
+    return value is not None and value != ""
 
 
 SettingsT = TypeVar("SettingsT", bound=Settings)
 
 
+class ConfigurationRefused(SystemExit):
+    """Raised by `load_settings`: exits the process with a readable message, no traceback."""
+
+
+def describe_settings_error(exc: ValidationError) -> str:
+    """The errors of a settings validation, naming variables and never echoing a value (the
+    input could be a secret)."""
+    lines = []
+    for error in exc.errors(include_input=False, include_url=False):
+        message = str(error["msg"]).removeprefix("Value error, ")
+        location = ".".join(str(part) for part in error["loc"]).upper()
+        lines.append(f"{location}: {message}" if location else message)
+    return "\n".join(lines)
+
+
+def load_settings(cls: type[SettingsT]) -> SettingsT:
+    """Read `cls` from the environment, or exit with the reason (every entry point uses this)."""
+    try:
+        return cls()
+    except ValidationError as exc:
+        raise ConfigurationRefused(f"refusing to start: {describe_settings_error(exc)}") from None
+
+
+def refuse_demo_in_production(settings: Settings) -> None:
+    """The demo seed's guard: its accounts and key are public knowledge."""
+    if settings.environment == "production":
+        raise ConfigurationRefused("refusing to seed: the demo seed never runs in production")
+
+
+@lru_cache
+def get_settings() -> Settings:
+    """The process-wide settings, read once."""
+    return load_settings(Settings)
+
+
 def widen(settings: Settings | None, cls: type[SettingsT]) -> SettingsT:
     """A service's own settings class from plain `Settings` (e.g. a test's base settings),
     keeping every value given and the service's defaults for its own fields; read from the
-    environment when none are given."""
+    environment (refusing an unsafe one) when none are given."""
     if settings is None:
-        return cls()
+        return load_settings(cls)
     if isinstance(settings, cls):
         return settings
     return cls.model_validate(settings.model_dump())

@@ -3,6 +3,11 @@
 A run gets its own database (`notif_test_<run>`, migrated to head), its own RabbitMQ vhost and
 its own Redis key prefix in database 1; all three are removed when the run ends. So
 `make test` passes while `make run` is up on the same machine.
+
+It also gets its own token-signing key and a real user service (uvicorn, in a thread) at
+`base_settings.user_service_url`, so any service under test verifies access tokens exactly as
+in production: public keys from the user service's JWKS, token versions from Redis or the
+user service. `tests/identity.py` makes accounts and tokens with the same key.
 """
 
 from __future__ import annotations
@@ -17,11 +22,16 @@ from typing import Any
 
 import asyncpg
 import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from redis.asyncio import Redis
 
-from devtools.stack import settings_env
+from devtools.stack import free_port, settings_env
+from services.user_service.app import create_app as create_user_service
+from services.user_service.settings import UserServiceSettings, user_service_settings
 from shared.migrate import migrate_all
 from shared.settings import Settings
+from shared.token_keys import private_key_pem
+from tests.servers import serve_in_thread
 
 ROOT = Path(__file__).resolve().parent.parent
 RUN_ID = uuid.uuid4().hex[:10]
@@ -58,13 +68,32 @@ def _rabbitmqctl(*args: str) -> None:
     subprocess.run(["rabbitmqctl", "-q", *args], check=True, capture_output=True, timeout=60)
 
 
+# Test suites register and log in hundreds of times from one address; the throttling tests set
+# their own limits.
+RELAXED_USER_SERVICE = {
+    "password_hash_profile": "fast",
+    "login_rate_per_address": 1_000_000,
+    "login_failures_per_address": 1_000_000,
+    "registrations_per_address_per_hour": 1_000_000,
+}
+
+
+def relaxed_user_service(settings: Settings) -> UserServiceSettings:
+    """The user service's settings for tests: cheap hashing, no per-address limits."""
+    return user_service_settings(settings).model_copy(update=RELAXED_USER_SERVICE)
+
+
 @pytest.fixture(scope="session")
-def base_settings() -> Iterator[Settings]:
-    """Settings pointing at this run's own database, vhost and Redis prefix."""
+def base_settings(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Settings]:
+    """Settings pointing at this run's own database, vhost, Redis prefix, signing key and
+    user service."""
     database = f"notif_test_{RUN_ID}"
     vhost = f"notif_test_{RUN_ID}"
     _rabbitmqctl("add_vhost", vhost)
     _rabbitmqctl("set_permissions", "-p", vhost, "guest", ".*", ".*", ".*")
+    key_file = tmp_path_factory.mktemp("keys") / "signing-key.pem"
+    key_file.write_bytes(private_key_pem(Ed25519PrivateKey.generate()))
+    user_service_port = free_port()
     settings = Settings(
         _env_file=None,
         environment="test",
@@ -75,7 +104,8 @@ def base_settings() -> Iterator[Settings]:
         redis_key_prefix=f"test-{RUN_ID}:",
         rabbitmq_url=f"amqp://guest:guest@127.0.0.1:5672/{vhost}",
         internal_api_key="test-internal-key",
-        jwt_secret="test-jwt-secret-that-is-long-enough-32",
+        jwt_private_key_file=str(key_file),
+        user_service_url=f"http://127.0.0.1:{user_service_port}",
         retry_base_delay_ms=100,
         retry_max_delay_ms=2000,
         retry_delay_levels_ms=[100, 200, 400, 800, 1600],
@@ -84,7 +114,9 @@ def base_settings() -> Iterator[Settings]:
     )
     migrate_all(settings)
     try:
-        yield settings
+        user_service = create_user_service(relaxed_user_service(settings))
+        with serve_in_thread(user_service, settings, port=user_service_port):
+            yield settings
     finally:
         _rabbitmqctl("delete_vhost", vhost)
         asyncio.run(_drop_database(database))

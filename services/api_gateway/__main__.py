@@ -5,10 +5,11 @@ from __future__ import annotations
 from services.api_gateway.app import create_app
 from services.api_gateway.settings import GatewaySettings
 from shared.http import serve
+from shared.settings import load_settings
 
 
 def main() -> None:
-    settings = GatewaySettings()
+    settings = load_settings(GatewaySettings)
     serve(
         create_app(settings),
         service="api_gateway",

@@ -8,17 +8,15 @@ none is named, a dev account is generated once under `.run/` with a fresh RSA ke
 
 from __future__ import annotations
 
-import contextlib
 import json
-import os
 import secrets
-import tempfile
 from pathlib import Path
 from typing import Any
 
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
+from shared.files import write_once
 from shared.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -85,23 +83,11 @@ def make_service_account(*, project_id: str, token_uri: str) -> dict[str, str]:
 
 
 def ensure_service_account_file(path: Path, *, project_id: str, token_uri: str) -> Path:
-    """Create the file once, atomically; whoever starts first (stand-in or push service) wins.
-
-    The JSON is written to a temporary file and hard-linked into place, which fails if the file
-    already exists, so two processes racing here end up reading the same key.
-    """
+    """Create the file once, atomically; whoever starts first (stand-in or push service) wins."""
     if path.exists():
         return path
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".fcm-sa-", suffix=".json")
-    try:
-        with os.fdopen(fd, "w") as handle:
-            json.dump(make_service_account(project_id=project_id, token_uri=token_uri), handle)
-        with contextlib.suppress(FileExistsError):
-            os.link(tmp, path)
-    finally:
-        os.unlink(tmp)
-    return path
+    account = make_service_account(project_id=project_id, token_uri=token_uri)
+    return write_once(path, json.dumps(account).encode())
 
 
 def load_service_account(path: str | Path) -> dict[str, str]:

@@ -11,6 +11,7 @@ from fastapi import FastAPI
 from services.template_service.catalog import TemplateCatalog
 from services.template_service.routes import internal_router, router
 from services.template_service.settings import TemplateSettings, template_settings
+from shared.auth import open_token_verifier
 from shared.db import check_database, create_engine, create_session_factory
 from shared.health import HealthCheck, health_router
 from shared.http import create_service_app
@@ -28,7 +29,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.engine = engine
         app.state.catalog = TemplateCatalog(create_session_factory(engine), service_settings)
         try:
-            yield
+            # Access tokens: the user service's public keys, token versions from Redis.
+            async with open_token_verifier(service_settings) as verifier:
+                app.state.token_verifier = verifier
+                yield
         finally:
             await engine.dispose()
 

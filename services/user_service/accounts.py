@@ -1,52 +1,56 @@
-"""The user service's use cases: registration, login, profile, preferences and devices.
+"""The user service's use cases: registration, profile, preferences and devices (sessions and
+tokens are `auth.py`).
 
 Routes translate HTTP into these calls. Each call is one database transaction; the contact
 cache is invalidated after the commit of anything that changes what the gateway reads, and
 password hashing always happens outside a transaction (it is slow, and a held connection would
-starve the pool under a burst of logins).
+starve the pool under a burst of logins). A password change and an account deletion end every
+token the user holds (`Auth.revoke_in`, then `Auth.announce` after the commit).
 """
 
 from __future__ import annotations
 
+import logging
 import uuid
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from typing import Any, cast
+from typing import Any
 
 from redis.asyncio import Redis
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from services.user_service import repository as repo
+from services.user_service.auth import Auth
 from services.user_service.cache import ContactCache
+from services.user_service.errors import (
+    device_not_found,
+    email_taken,
+    invalid_current_password,
+    user_not_found,
+)
 from services.user_service.models import Device, Preferences, User
 from services.user_service.passwords import Passwords
-from services.user_service.rate_limit import LoginLimiter
+from services.user_service.rate_limit import LoginThrottle
 from services.user_service.schemas import (
     DeviceIn,
     PreferencesIn,
-    TokenOut,
     UserCreate,
     UserUpdate,
     is_device_token,
 )
 from services.user_service.settings import UserServiceSettings
-from shared.auth import Principal, Role, issue_access_token
+from services.user_service.tokens import SigningKeys
+from shared.auth import Principal
 from shared.contracts import ContactPreferences, QuietHours
 from shared.db import create_engine, create_session_factory, session_scope
-from shared.errors import Conflict, Forbidden, NotFound, Unauthorized
+from shared.logging import fingerprint
 from shared.redis import create_redis
+from shared.token_versions import TokenVersionStore
 
 _EMAIL_INDEX = "uq_users_email_lower"
-
-
-def user_not_found() -> NotFound:
-    return NotFound("no such user", code="user_not_found")
-
-
-def invalid_credentials() -> Unauthorized:
-    return Unauthorized("the email or password is wrong", code="invalid_credentials")
+security_log = logging.getLogger("user_service.security")
 
 
 def preferences_out(preferences: Preferences | None) -> ContactPreferences:
@@ -69,11 +73,15 @@ class Accounts:
     sessions: async_sessionmaker[AsyncSession]
     cache: ContactCache
     passwords: Passwords
-    login_limiter: LoginLimiter
+    throttle: LoginThrottle
+    auth: Auth
 
     # --- users -----------------------------------------------------------------------------
 
-    async def register(self, body: UserCreate) -> tuple[User, Preferences | None]:
+    async def register(self, body: UserCreate, address: str) -> tuple[User, Preferences | None]:
+        """Self-registration: limited per address, and the password must be strong."""
+        await self.throttle.before_registration(address)
+        await self.passwords.check_strength(body.password, [body.name, str(body.email)])
         preferences = body.preferences
         return await self.create_user(
             name=body.name,
@@ -108,7 +116,7 @@ class Accounts:
         async with session_scope(self.sessions) as session:
             # Cheap early answer that spares the hash; the index below is what decides.
             if await repo.email_exists(session, email):
-                raise _email_taken()
+                raise email_taken()
         password_hash = await self.passwords.hash(password)
         previous_owner = None
         try:
@@ -131,8 +139,10 @@ class Accounts:
                     )
         except IntegrityError as exc:
             if _EMAIL_INDEX in str(exc.orig):
-                raise _email_taken() from None
+                raise email_taken() from None
             raise
+        if push_token is not None and previous_owner is not None:
+            _log_device_moved(push_token, previous_owner, user.id)
         await self.cache.invalidate([user.id] + ([previous_owner] if previous_owner else []))
         return user, preferences
 
@@ -157,14 +167,21 @@ class Accounts:
         )
         if body.password is not None:
             await self._check_password_change(user_id, body, actor)
+            await self.passwords.check_strength(body.password)
             changes["password_hash"] = await self.passwords.hash(body.password)
+        version = None
         async with session_scope(self.sessions) as session:
             user = await repo.get_user(session, user_id)
             if user is None:
                 raise user_not_found()
             if changes:
                 user = await repo.update_user(session, user, changes)
+            if body.password is not None:
+                version = await self.auth.revoke_in(session, user_id)
+                await session.refresh(user)  # the version bump expired the loaded row
             preferences = await repo.get_preferences(session, user_id)
+        if version is not None:
+            await self.auth.announce(user_id, version)
         if changes:
             await self.cache.invalidate([user_id])
         return user, preferences
@@ -184,41 +201,16 @@ class Accounts:
         if body.current_password:
             valid, _ = await self.passwords.verify(body.current_password, current_hash)
         if not valid:
-            raise Forbidden(
-                "changing the password needs the correct current_password",
-                code="invalid_current_password",
-            )
+            raise invalid_current_password()
 
     async def delete_user(self, user_id: uuid.UUID) -> None:
+        """The account goes with its preferences, devices and refresh tokens; its access
+        tokens stop working everywhere."""
         async with session_scope(self.sessions) as session:
             if not await repo.delete_user(session, user_id):
                 raise user_not_found()
+        await self.auth.announce(user_id, None)
         await self.cache.invalidate([user_id])
-
-    # --- auth ------------------------------------------------------------------------------
-
-    async def login(self, email: str, password: str, client_ip: str) -> TokenOut:
-        """Same answer and about the same time for an unknown email and a wrong password."""
-        await self.login_limiter.check(email, client_ip)
-        async with session_scope(self.sessions) as session:
-            user = await repo.get_user_by_email(session, email)
-            found = (user.id, user.role, user.password_hash) if user is not None else None
-        if found is None:
-            await self.passwords.burn(password)
-            raise invalid_credentials()
-        user_id, role, password_hash = found
-        valid, new_hash = await self.passwords.verify(password, password_hash)
-        if not valid:
-            raise invalid_credentials()
-        if new_hash is not None:
-            # The stored hash used older parameters: upgrade it while we know the password.
-            async with session_scope(self.sessions) as session:
-                stored = await repo.get_user(session, user_id)
-                if stored is not None:
-                    await repo.update_user(session, stored, {"password_hash": new_hash})
-        await self.login_limiter.reset(email, client_ip)
-        token, expires_in = issue_access_token(self.settings, user_id, cast(Role, role))
-        return TokenOut(access_token=token, expires_in=expires_in)
 
     # --- preferences -----------------------------------------------------------------------
 
@@ -243,13 +235,25 @@ class Accounts:
     # --- devices ---------------------------------------------------------------------------
 
     async def add_device(self, user_id: uuid.UUID, body: DeviceIn) -> tuple[Device, bool]:
-        """Idempotent on the token: registering it again returns the same device."""
+        """Idempotent for the token's owner: registering it again returns the same device.
+
+        A token another user holds moves here and answers exactly like a new one, so the
+        answer reveals nothing about other accounts; the move is a security event in the log
+        (with the token's fingerprint, never the token). Past `MAX_DEVICES_PER_USER` the
+        oldest devices are dropped.
+        """
         async with session_scope(self.sessions) as session:
             if not await repo.lock_user(session, user_id):
                 raise user_not_found()
             device, created, previous_owner = await repo.upsert_device(
                 session, user_id, token=body.token, platform=body.platform
             )
+            if created:
+                await repo.drop_oldest_devices(
+                    session, user_id, keep=self.settings.max_devices_per_user
+                )
+        if previous_owner is not None:
+            _log_device_moved(body.token, previous_owner, user_id)
         await self.cache.invalidate([user_id] + ([previous_owner] if previous_owner else []))
         return device, created
 
@@ -264,7 +268,7 @@ class Accounts:
     async def remove_device(self, user_id: uuid.UUID, device_id: uuid.UUID) -> None:
         async with session_scope(self.sessions) as session:
             if not await repo.delete_device(session, user_id, device_id):
-                raise NotFound("no such device for this user", code="device_not_found")
+                raise device_not_found()
         await self.cache.invalidate([user_id])
 
     async def remove_device_by_token(self, token: str) -> bool:
@@ -290,8 +294,19 @@ class Accounts:
         return contact
 
 
-def _email_taken() -> Conflict:
-    return Conflict("an account with this email already exists", code="email_taken")
+def _log_device_moved(token: str, previous_owner: uuid.UUID, new_owner: uuid.UUID) -> None:
+    security_log.warning(
+        "device token %s moved from user %s to user %s",
+        fingerprint(token),
+        previous_owner,
+        new_owner,
+        extra={
+            "event": "device_token_moved",
+            "token_fingerprint": fingerprint(token),
+            "from_user_id": str(previous_owner),
+            "to_user_id": str(new_owner),
+        },
+    )
 
 
 @dataclass
@@ -301,30 +316,38 @@ class Resources:
     engine: AsyncEngine
     redis: Redis
     accounts: Accounts
+    auth: Auth
 
 
 @asynccontextmanager
-async def open_accounts(settings: UserServiceSettings) -> AsyncIterator[Resources]:
-    """Engine, Redis and the use cases over them; shared by the app's lifespan and the seed."""
+async def open_accounts(
+    settings: UserServiceSettings, keys: SigningKeys | None = None
+) -> AsyncIterator[Resources]:
+    """Engine, Redis and the use cases over them; shared by the app's lifespan and the seed.
+    `keys`: the signing keys (the app loads them at creation); without them the use cases
+    work but no token can be issued or verified, which is all the seed needs."""
     engine = create_engine(settings, application_name="user_service")
     redis = create_redis(settings)
+    sessions = create_session_factory(engine)
     passwords = Passwords.from_settings(settings)
+    throttle = LoginThrottle(redis, settings.redis_key_prefix, settings)
+    # A version key outlives every access token it could refuse (see shared/token_versions).
+    store = TokenVersionStore(
+        redis, settings.redis_key_prefix, ttl_seconds=settings.access_token_ttl_seconds + 60
+    )
+    auth = Auth(settings, sessions, passwords, throttle, keys, store)
     accounts = Accounts(
         settings=settings,
-        sessions=create_session_factory(engine),
+        sessions=sessions,
         cache=ContactCache(
             redis, settings.redis_key_prefix, settings.user_contact_cache_ttl_seconds
         ),
         passwords=passwords,
-        login_limiter=LoginLimiter(
-            redis,
-            settings.redis_key_prefix,
-            settings.login_max_attempts,
-            settings.login_window_seconds,
-        ),
+        throttle=throttle,
+        auth=auth,
     )
     try:
-        yield Resources(engine=engine, redis=redis, accounts=accounts)
+        yield Resources(engine=engine, redis=redis, accounts=accounts, auth=auth)
     finally:
         await redis.aclose()
         await engine.dispose()

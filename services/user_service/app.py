@@ -10,8 +10,9 @@ from typing import Any
 from fastapi import FastAPI
 
 from services.user_service.accounts import open_accounts
-from services.user_service.routes import internal, public
+from services.user_service.routes import internal, public, well_known
 from services.user_service.settings import user_service_settings
+from services.user_service.tokens import SigningKeys, load_signing_keys
 from shared.db import check_database
 from shared.health import HealthCheck, health_router
 from shared.http import create_service_app
@@ -21,16 +22,21 @@ from shared.settings import Settings
 SERVICE = "user_service"
 
 
-def create_app(settings: Settings | None = None) -> FastAPI:
+def create_app(settings: Settings | None = None, *, keys: SigningKeys | None = None) -> FastAPI:
+    """The app. `keys`: the signing keys, if already loaded (`__main__` loads them first, to
+    refuse a bad key before serving); otherwise the lifespan loads them."""
     service_settings = user_service_settings(settings)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        async with open_accounts(service_settings) as resources:
+        signing_keys = keys if keys is not None else load_signing_keys(service_settings)
+        async with open_accounts(service_settings, signing_keys) as resources:
             await resources.accounts.passwords.prepare()
             app.state.engine = resources.engine
             app.state.redis = resources.redis
             app.state.accounts = resources.accounts
+            app.state.auth = resources.auth
+            app.state.token_verifier = resources.auth.verifier()
             yield
 
     app = create_service_app(
@@ -53,6 +59,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(health_router(SERVICE, checks, paths=("/api/v1/health",)))
     app.include_router(public.router)
     app.include_router(internal.router)
+    app.include_router(well_known.router)
     _document_security(app)
     return app
 
@@ -61,6 +68,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 _OPEN_ROUTES = {
     ("post", "/api/v1/users"),
     ("post", "/api/v1/auth/login"),
+    ("post", "/api/v1/auth/refresh"),
+    ("post", "/api/v1/auth/logout"),
     ("get", "/api/v1/health"),
 }
 

@@ -8,6 +8,7 @@ from typing import Annotated
 from fastapi import Depends, Request
 
 from services.user_service.accounts import Accounts
+from services.user_service.auth import Auth
 from shared.auth import CurrentPrincipal
 from shared.errors import Forbidden
 
@@ -17,7 +18,20 @@ def get_accounts(request: Request) -> Accounts:
     return accounts
 
 
+def get_auth(request: Request) -> Auth:
+    auth: Auth = request.app.state.auth
+    return auth
+
+
+def client_address(request: Request) -> str:
+    """The caller's address as uvicorn reports it: the peer, or what a trusted proxy
+    (`FORWARDED_ALLOW_IPS`) forwarded. Never read from request headers here."""
+    return request.client.host if request.client else "unknown"
+
+
 AccountsDep = Annotated[Accounts, Depends(get_accounts)]
+AuthDep = Annotated[Auth, Depends(get_auth)]
+ClientAddress = Annotated[str, Depends(client_address)]
 
 
 async def reachable_user_id(user_id: uuid.UUID, principal: CurrentPrincipal) -> uuid.UUID:

@@ -3,6 +3,8 @@
 Emails are unique case-insensitively through a unique index on `lower(email)`, so two
 concurrent registrations of `A@x.io` and `a@x.io` cannot both commit. A device token is unique
 across users: a token names one app install, and the latest user to register it owns it.
+`token_version` is what every access token of the user must carry (see
+`shared/token_versions.py`); refresh tokens are stored as hashes only.
 """
 
 from __future__ import annotations
@@ -16,6 +18,8 @@ from sqlalchemy import (
     DateTime,
     ForeignKey,
     Index,
+    Integer,
+    LargeBinary,
     MetaData,
     String,
     Text,
@@ -49,6 +53,7 @@ class User(Base):
     role: Mapped[str] = mapped_column(String(16), server_default="user")
     locale: Mapped[str] = mapped_column(String(35), server_default="en")
     timezone: Mapped[str] = mapped_column(String(64), server_default="UTC")
+    token_version: Mapped[int] = mapped_column(Integer, server_default="0")
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
     updated_at: Mapped[datetime] = mapped_column(
         DateTime(timezone=True), server_default=func.now(), onupdate=func.now()
@@ -91,3 +96,25 @@ class Device(Base):
     updated_at: Mapped[datetime] = mapped_column(
         DateTime(timezone=True), server_default=func.now(), onupdate=func.now()
     )
+
+
+class RefreshToken(Base):
+    """One refresh token. Each use replaces it with a new one in the same family (a login);
+    using a replaced one again revokes the family, since one of the two users is a thief."""
+
+    __tablename__ = "refresh_tokens"
+    __table_args__ = (
+        Index("ix_refresh_tokens_user_id", "user_id", "expires_at"),
+        Index("ix_refresh_tokens_family_id", "family_id"),
+    )
+
+    id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), primary_key=True, default=uuid.uuid4)
+    user_id: Mapped[uuid.UUID] = mapped_column(
+        UUID(as_uuid=True), ForeignKey("users.id", ondelete="CASCADE")
+    )
+    family_id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True))
+    token_hash: Mapped[bytes] = mapped_column(LargeBinary, unique=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    used_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)

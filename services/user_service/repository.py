@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
-from datetime import time
+from datetime import datetime, time
 from typing import Any
 
 import orjson
@@ -13,7 +13,7 @@ from sqlalchemy import JSON, delete, func, literal_column, select, update
 from sqlalchemy.dialects.postgresql import aggregate_order_by, insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.user_service.models import Device, Preferences, User
+from services.user_service.models import Device, Preferences, RefreshToken, User
 
 
 def _email_matches(email: str) -> Any:
@@ -101,6 +101,82 @@ async def delete_user(session: AsyncSession, user_id: uuid.UUID) -> bool:
     return result.first() is not None
 
 
+# --- token versions and refresh tokens ------------------------------------------------------
+
+
+async def get_token_version(session: AsyncSession, user_id: uuid.UUID) -> int | None:
+    return await session.scalar(select(User.token_version).where(User.id == user_id))
+
+
+async def bump_token_version(session: AsyncSession, user_id: uuid.UUID) -> int | None:
+    """Invalidate every access token of the user; the new version, or None if no such user."""
+    return await session.scalar(
+        update(User)
+        .where(User.id == user_id)
+        .values(token_version=User.token_version + 1)
+        .returning(User.token_version)
+    )
+
+
+async def insert_refresh_token(
+    session: AsyncSession,
+    *,
+    user_id: uuid.UUID,
+    family_id: uuid.UUID,
+    token_hash: bytes,
+    expires_at: datetime,
+) -> None:
+    session.add(
+        RefreshToken(
+            id=uuid.uuid4(),
+            user_id=user_id,
+            family_id=family_id,
+            token_hash=token_hash,
+            expires_at=expires_at,
+        )
+    )
+    await session.flush()
+
+
+async def lock_refresh_token(session: AsyncSession, token_hash: bytes) -> RefreshToken | None:
+    """The token row, locked, so two concurrent uses of one token are decided one at a time."""
+    result = await session.execute(
+        select(RefreshToken).where(RefreshToken.token_hash == token_hash).with_for_update()
+    )
+    return result.scalar_one_or_none()
+
+
+async def mark_refresh_token_used(session: AsyncSession, token_id: uuid.UUID) -> None:
+    await session.execute(
+        update(RefreshToken).where(RefreshToken.id == token_id).values(used_at=func.now())
+    )
+
+
+async def revoke_refresh_family(session: AsyncSession, family_id: uuid.UUID) -> None:
+    await session.execute(
+        update(RefreshToken)
+        .where(RefreshToken.family_id == family_id, RefreshToken.revoked_at.is_(None))
+        .values(revoked_at=func.now())
+    )
+
+
+async def revoke_refresh_tokens_of(session: AsyncSession, user_id: uuid.UUID) -> None:
+    await session.execute(
+        update(RefreshToken)
+        .where(RefreshToken.user_id == user_id, RefreshToken.revoked_at.is_(None))
+        .values(revoked_at=func.now())
+    )
+
+
+async def delete_expired_refresh_tokens(session: AsyncSession, user_id: uuid.UUID) -> None:
+    """Housekeeping at each login: a user's expired rows are of no more use."""
+    await session.execute(
+        delete(RefreshToken).where(
+            RefreshToken.user_id == user_id, RefreshToken.expires_at < func.now()
+        )
+    )
+
+
 async def get_preferences(session: AsyncSession, user_id: uuid.UUID) -> Preferences | None:
     return await session.get(Preferences, user_id)
 
@@ -139,19 +215,25 @@ async def upsert_device(
     """Register `token` for `user_id`: `(device, created, previous_owner)`.
 
     A token names one app install, so if another user had it, it moves to this user (the
-    install changed accounts) and `previous_owner` says whose cache to invalidate.
+    install changed accounts) and `previous_owner` says whose cache to invalidate. The moved
+    device is a new row (new id and `created_at`), so the answer is exactly that of a first
+    registration and tells the caller nothing about the previous owner. `created` is False
+    only when this user had the token already.
     """
     existing = await get_device_by_token(session, token)
+    previous = None
     if existing is not None:
-        previous = existing.user_id if existing.user_id != user_id else None
-        if previous is not None or existing.platform != platform:
-            await session.execute(
-                update(Device)
-                .where(Device.id == existing.id)
-                .values(user_id=user_id, platform=platform, updated_at=func.now())
-            )
-            await session.refresh(existing)
-        return existing, False, previous
+        if existing.user_id == user_id:
+            if existing.platform != platform:
+                await session.execute(
+                    update(Device)
+                    .where(Device.id == existing.id)
+                    .values(platform=platform, updated_at=func.now())
+                )
+                await session.refresh(existing)
+            return existing, False, None
+        previous = existing.user_id
+        await session.execute(delete(Device).where(Device.id == existing.id))
     # A concurrent registration of the same token may win between the select and here.
     statement: Any = (
         insert(Device)
@@ -164,7 +246,23 @@ async def upsert_device(
     )
     result = await session.execute(statement, execution_options={"populate_existing": True})
     device, inserted = result.one()
-    return device, bool(inserted), None
+    return device, bool(inserted) or previous is not None, previous
+
+
+async def drop_oldest_devices(session: AsyncSession, user_id: uuid.UUID, keep: int) -> int:
+    """Keep the user's `keep` newest devices; returns how many older ones went."""
+    newest = (
+        select(Device.id)
+        .where(Device.user_id == user_id)
+        .order_by(Device.created_at.desc(), Device.id.desc())
+        .limit(keep)
+    )
+    result = await session.execute(
+        delete(Device)
+        .where(Device.user_id == user_id, Device.id.not_in(newest))
+        .returning(Device.id)
+    )
+    return len(result.all())
 
 
 async def list_devices(

@@ -98,7 +98,12 @@ def _token(value: str) -> str:
 Locale = Annotated[str, Field(min_length=2, max_length=35), AfterValidator(_locale)]
 TimeZone = Annotated[str, Field(min_length=1, max_length=64), AfterValidator(_timezone)]
 Name = Annotated[str, Field(min_length=1, max_length=100), AfterValidator(_name)]
-Password = Annotated[str, Field(min_length=8, max_length=256)]
+PASSWORD_RULES = (
+    "8 to 256 characters, and hard to guess: zxcvbn must score it at least 3 of 4 (its first "
+    "72 characters), so common passwords, repeats, keyboard patterns and your own name or email "
+    "are refused with 422 `weak_password` saying why."
+)
+Password = Annotated[str, Field(min_length=8, max_length=256, description=PASSWORD_RULES)]
 HHMM = Annotated[str, AfterValidator(_hhmm)]
 DeviceToken = Annotated[str, Field(min_length=1, max_length=4096), AfterValidator(_token)]
 
@@ -201,9 +206,34 @@ class LoginIn(Input):
 
 
 class TokenOut(BaseModel):
-    access_token: str
+    access_token: str = Field(description="a JWT (EdDSA) for `Authorization: Bearer`")
+    refresh_token: str = Field(description="opaque; exchange it at `/auth/refresh`, once")
     token_type: Literal["bearer"] = "bearer"
-    expires_in: int
+    expires_in: int = Field(description="seconds until the access token expires")
+
+
+class RefreshIn(Input):
+    refresh_token: str = Field(min_length=1, max_length=256)
+
+
+class Jwk(BaseModel):
+    """An Ed25519 public key (RFC 8037) that verifies access tokens."""
+
+    kty: Literal["OKP"]
+    crv: Literal["Ed25519"]
+    x: str
+    kid: str
+    alg: Literal["EdDSA"]
+    use: Literal["sig"]
+
+
+class Jwks(BaseModel):
+    keys: list[Jwk]
+
+
+class TokenVersionOut(BaseModel):
+    user_id: uuid.UUID
+    token_version: int
 
 
 # --- devices -------------------------------------------------------------------------------

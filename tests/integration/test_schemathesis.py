@@ -34,8 +34,8 @@ from schemathesis.specs.openapi.checks import (
 )
 
 from devtools.stack import free_port
-from shared.auth import issue_access_token
 from shared.settings import Settings
+from tests.identity import mint_token
 
 MAX_EXAMPLES = 6
 CHECKS = [
@@ -76,8 +76,8 @@ def _seed(service: str, base_settings: Settings) -> dict[str, Any]:
 
 
 def _admin_headers(base_settings: Settings, seeded: dict[str, Any]) -> dict[str, str]:
-    admin = uuid.UUID(seeded["admin_id"]) if "admin_id" in seeded else uuid.uuid4()
-    token, _ = issue_access_token(base_settings, admin, "admin")
+    admin = uuid.UUID(seeded["admin_id"])
+    token = mint_token(base_settings, admin, "admin")
     return {
         "Authorization": f"Bearer {token}",
         "X-Internal-API-Key": base_settings.internal_api_key.get_secret_value(),

@@ -134,6 +134,28 @@ def test_compose_environment_names_are_settings(compose: dict[str, Any]) -> None
         assert not unknown, f"{name}: not settings: {sorted(unknown)}"
 
 
+# Secrets the compose file must take from the environment with no fallback.
+COMPOSE_SECRETS = ("INTERNAL_API_KEY", "POSTGRES_PASSWORD", "RABBITMQ_PASSWORD", "JWT_PRIVATE_KEY")
+
+
+def test_compose_secrets_have_no_usable_default() -> None:
+    text = (ROOT / "docker-compose.yml").read_text()
+    for name in COMPOSE_SECRETS:
+        uses = re.findall(r"\$\{" + name + r"(:?[-?=+])?[^}]*\}", text)
+        assert uses, f"{name} is not read from the environment"
+        assert set(uses) == {":?"}, f"{name} must be `${{{name}:?message}}`"
+    assert "DEMO_" not in text and "JWT_SECRET" not in text
+
+
+def test_compose_gives_the_signing_key_to_the_user_service_only(compose: dict[str, Any]) -> None:
+    holders = {
+        name
+        for name, service in compose["services"].items()
+        if "JWT_PRIVATE_KEY" in (service.get("environment") or {})
+    }
+    assert holders == {"user-service"}
+
+
 def test_compose_healthchecks_and_start_order(compose: dict[str, Any]) -> None:
     services = compose["services"]
     one_shots = {n for n, s in services.items() if s.get("healthcheck", {}).get("disable")}
@@ -276,7 +298,8 @@ def test_k8s_config_and_secrets_hold_only_settings(k8s: list[dict[str, Any]]) ->
     secret = secrets["notifications-secrets"]["stringData"]
     assert not (set(config) | set(secret)) - SETTING_NAMES
     assert not set(config) & set(secret)
-    assert {"DATABASE_URL", "RABBITMQ_URL", "INTERNAL_API_KEY", "JWT_SECRET"} <= set(secret)
+    assert {"DATABASE_URL", "RABBITMQ_URL", "INTERNAL_API_KEY"} <= set(secret)
+    assert not {name for name in set(config) | set(secret) if name.startswith("DEMO_")}
     for deployment in _by_kind(k8s, "Deployment").values():
         (container,) = deployment["spec"]["template"]["spec"]["containers"]
         for source in container["envFrom"]:
@@ -284,6 +307,29 @@ def test_k8s_config_and_secrets_hold_only_settings(k8s: list[dict[str, Any]]) ->
                 assert source["configMapRef"]["name"] in configmaps
             else:
                 assert source["secretRef"]["name"] in secrets
+
+
+def test_k8s_mounts_the_signing_key_into_the_user_service_only(
+    k8s: list[dict[str, Any]],
+) -> None:
+    secret = _by_kind(k8s, "Secret")["user-service-signing-key"]["stringData"]
+    assert set(secret) == {"private-key.pem", "previous-public-keys.pem"}
+    mounted = {}
+    for name, deployment in _by_kind(k8s, "Deployment").items():
+        pod = deployment["spec"]["template"]["spec"]
+        volumes = {
+            v["name"]
+            for v in pod.get("volumes", [])
+            if v.get("secret", {}).get("secretName") == "user-service-signing-key"
+        }
+        if volumes:
+            (container,) = pod["containers"]
+            mount = next(m for m in container["volumeMounts"] if m["name"] in volumes)
+            env = {e["name"]: e.get("value") for e in container["env"]}
+            mounted[name] = (mount["mountPath"], env.get("JWT_PRIVATE_KEY_FILE"))
+    assert set(mounted) == {"user-service"}
+    path, key_file = mounted["user-service"]
+    assert key_file == f"{path}/private-key.pem"
 
 
 # --- Prometheus -------------------------------------------------------------------------------

@@ -8,8 +8,10 @@ from typing import Any
 
 from fastapi import APIRouter, Depends, Path, Response
 
-from services.user_service.deps import AccountsDep
+from services.user_service.deps import AccountsDep, AuthDep
+from services.user_service.errors import user_not_found
 from services.user_service.routes import error_responses
+from services.user_service.schemas import TokenVersionOut
 from shared.auth import require_internal_key
 from shared.contracts import Contact
 from shared.envelope import Envelope, ok
@@ -33,6 +35,20 @@ _CONTACT_TAIL = b',"error":null,"message":"ok","meta":null}'
 async def get_contact(user_id: uuid.UUID, accounts: AccountsDep) -> Response:
     contact = await accounts.contact_json(user_id)
     return Response(_CONTACT_HEAD + contact + _CONTACT_TAIL, media_type="application/json")
+
+
+@router.get(
+    "/users/{user_id}/token-version",
+    response_model=Envelope[TokenVersionOut],
+    summary="The version a user's access tokens must carry (for services verifying tokens)",
+    description="Read from the database and written back to Redis, where services look first.",
+    responses=error_responses(401, 404),
+)
+async def get_token_version(user_id: uuid.UUID, auth: AuthDep) -> dict[str, Any]:
+    version = await auth.token_version(user_id)
+    if version is None:
+        raise user_not_found()
+    return ok(TokenVersionOut(user_id=user_id, token_version=version))
 
 
 @router.delete(

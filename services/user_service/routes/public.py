@@ -8,18 +8,20 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-from fastapi import APIRouter, Query, Request, Response, status
+from fastapi import APIRouter, Query, Response, status
 
 from services.user_service.accounts import preferences_out
-from services.user_service.deps import AccountsDep, ReachableUserId
+from services.user_service.deps import AccountsDep, AuthDep, ClientAddress, ReachableUserId
 from services.user_service.models import Preferences, User
 from services.user_service.routes import BODY, USER, error_responses
 from services.user_service.schemas import (
     NO_CONTROL_CHARS,
+    PASSWORD_RULES,
     DeviceIn,
     DeviceOut,
     LoginIn,
     PreferencesIn,
+    RefreshIn,
     TokenOut,
     UserCreate,
     UserOut,
@@ -50,10 +52,11 @@ def _user_out(user: User, preferences: Preferences | None) -> UserWithPreference
     response_model=Envelope[UserWithPreferences],
     tags=["users"],
     summary="Register a user",
-    responses=error_responses(*BODY, 409),
+    description=f"Password: {PASSWORD_RULES} Limited per client address (429).",
+    responses=error_responses(*BODY, 409, 429),
 )
-async def register(body: UserCreate, accounts: AccountsDep) -> Body:
-    user, preferences = await accounts.register(body)
+async def register(body: UserCreate, accounts: AccountsDep, address: ClientAddress) -> Body:
+    user, preferences = await accounts.register(body, address)
     return ok(_user_out(user, preferences), "user created")
 
 
@@ -65,7 +68,7 @@ router.add_api_route(
     methods=["POST"],
     status_code=status.HTTP_201_CREATED,
     response_model=Envelope[UserWithPreferences],
-    responses=error_responses(*BODY, 409),
+    responses=error_responses(*BODY, 409, 429),
     include_in_schema=False,
 )
 
@@ -74,13 +77,48 @@ router.add_api_route(
     "/auth/login",
     response_model=Envelope[TokenOut],
     tags=["auth"],
-    summary="Log in",
+    summary="Log in: an access token (15 minutes) and a refresh token",
+    description=(
+        "Throttled per client address (attempts and failures) and per account (growing "
+        "delays after repeated failures, never for an address the owner used recently): "
+        "429 `rate_limited` with `Retry-After`."
+    ),
     responses=error_responses(*BODY, 401, 429),
 )
-async def login(body: LoginIn, request: Request, accounts: AccountsDep) -> Body:
-    client_ip = request.client.host if request.client else "unknown"
-    token = await accounts.login(body.email, body.password, client_ip)
-    return ok(token, "logged in")
+async def login(body: LoginIn, auth: AuthDep, address: ClientAddress) -> Body:
+    return ok(await auth.login(body.email, body.password, address), "logged in")
+
+
+@router.post(
+    "/auth/refresh",
+    response_model=Envelope[TokenOut],
+    tags=["auth"],
+    summary="Swap a refresh token for a new access token and refresh token",
+    description=(
+        "Each refresh token works once. Presenting one that was already used revokes every "
+        "token of its session (401 `refresh_token_reused`): a copy is in someone else's hands."
+    ),
+    responses=error_responses(*BODY, 401),
+)
+async def refresh(body: RefreshIn, auth: AuthDep) -> Body:
+    return ok(await auth.refresh(body.refresh_token), "token refreshed")
+
+
+@router.post(
+    "/auth/logout",
+    response_model=Envelope[None],
+    tags=["auth"],
+    summary="End the session of a refresh token",
+    description=(
+        "The refresh token and every later one of its session stop working (an unknown token "
+        "is ignored). Access tokens already issued expire on their own within 15 minutes; "
+        "`POST /users/{user_id}/revoke-tokens` ends them at once."
+    ),
+    responses=error_responses(*BODY),
+)
+async def logout(body: RefreshIn, auth: AuthDep) -> Body:
+    await auth.logout(body.refresh_token)
+    return ok(None, "logged out")
 
 
 # --- the caller's own account (declared before `/users/{user_id}` so `me` is not an id) ------
@@ -168,6 +206,22 @@ async def delete_user(user_id: ReachableUserId, accounts: AccountsDep) -> Body:
     return ok(None, "user deleted")
 
 
+@router.post(
+    "/users/{user_id}/revoke-tokens",
+    response_model=Envelope[None],
+    tags=["auth"],
+    summary="End every token of a user, on every service (admin, or the user themself)",
+    description=(
+        "Access tokens stop working everywhere within `TOKEN_VERSION_CACHE_SECONDS` (1 s); "
+        "refresh tokens at once. A password change and an account deletion do the same."
+    ),
+    responses=error_responses(*USER),
+)
+async def revoke_tokens(user_id: ReachableUserId, auth: AuthDep) -> Body:
+    await auth.revoke_tokens(user_id)
+    return ok(None, "tokens revoked")
+
+
 # --- preferences -----------------------------------------------------------------------------
 
 
@@ -201,9 +255,14 @@ async def put_preferences(
     status_code=status.HTTP_201_CREATED,
     response_model=Envelope[DeviceOut],
     tags=["devices"],
+    summary="Register a push device (the newest MAX_DEVICES_PER_USER are kept)",
+    description=(
+        "A token that another account holds moves to this one (an app install changed "
+        "hands) and is answered exactly like a new registration."
+    ),
     responses={
         **error_responses(*BODY, *USER),
-        200: {"model": Envelope[DeviceOut], "description": "the token was already registered"},
+        200: {"model": Envelope[DeviceOut], "description": "you had registered this token"},
     },
 )
 async def add_device(

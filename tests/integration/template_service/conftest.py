@@ -10,8 +10,8 @@ import httpx
 import pytest
 
 from services.template_service.app import create_app
-from shared.auth import issue_access_token
 from shared.settings import Settings
+from tests.identity import bearer, create_account, mint_token
 
 
 @pytest.fixture(scope="session")
@@ -23,19 +23,25 @@ async def ts_client(base_settings: Settings) -> AsyncIterator[httpx.AsyncClient]
             yield client
 
 
-def _bearer(settings: Settings, role: Any) -> dict[str, str]:
-    token, _ = issue_access_token(settings, uuid.uuid4(), role)
-    return {"Authorization": f"Bearer {token}"}
+@pytest.fixture(scope="session")
+async def admin_id(base_settings: Settings) -> uuid.UUID:
+    return await create_account(base_settings, role="admin")
 
 
 @pytest.fixture(scope="session")
-def admin(base_settings: Settings) -> dict[str, str]:
-    return _bearer(base_settings, "admin")
+async def user_id(base_settings: Settings) -> uuid.UUID:
+    return await create_account(base_settings, role="user")
 
 
-@pytest.fixture(scope="session")
-def user(base_settings: Settings) -> dict[str, str]:
-    return _bearer(base_settings, "user")
+# Tokens are minted per test: an access token lives 15 minutes, the session may last longer.
+@pytest.fixture
+def admin(base_settings: Settings, admin_id: uuid.UUID) -> dict[str, str]:
+    return bearer(mint_token(base_settings, admin_id, "admin"))
+
+
+@pytest.fixture
+def user(base_settings: Settings, user_id: uuid.UUID) -> dict[str, str]:
+    return bearer(mint_token(base_settings, user_id, "user"))
 
 
 @pytest.fixture(scope="session")

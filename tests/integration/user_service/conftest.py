@@ -16,18 +16,20 @@ from fastapi import FastAPI
 
 from services.user_service.accounts import Accounts
 from services.user_service.app import create_app
-from services.user_service.settings import UserServiceSettings, user_service_settings
-from shared.auth import issue_access_token
+from services.user_service.settings import UserServiceSettings
 from shared.settings import Settings
+from tests.conftest import relaxed_user_service
+from tests.identity import PASSWORD
 
 INTERNAL = "/internal/v1"
 API = "/api/v1"
-PASSWORD = "correct-horse-battery"
+
+__all__ = ["API", "INTERNAL", "PASSWORD"]
 
 
 @pytest.fixture(scope="session")
 def us_settings(base_settings: Settings) -> UserServiceSettings:
-    return user_service_settings(base_settings).model_copy(update={"password_hash_profile": "fast"})
+    return relaxed_user_service(base_settings)
 
 
 @asynccontextmanager
@@ -76,6 +78,7 @@ class Account:
     password: str
     token: str
     data: dict[str, Any]
+    refresh_token: str = ""
 
     @property
     def headers(self) -> dict[str, str]:
@@ -98,22 +101,34 @@ def register(client: httpx.AsyncClient) -> Register:
         )
         assert login.status_code == 200, login.text
         data = response.json()["data"]
+        tokens = login.json()["data"]
         return Account(
             id=uuid.UUID(data["id"]),
             email=body["email"],
             password=body["password"],
-            token=login.json()["data"]["access_token"],
+            token=tokens["access_token"],
             data=data,
+            refresh_token=tokens["refresh_token"],
         )
 
     return _register
 
 
 @pytest.fixture
-async def admin(app: FastAPI, us_settings: UserServiceSettings) -> Account:
-    """An admin made through the use case (the public API never grants the role)."""
+async def admin(app: FastAPI, client: httpx.AsyncClient) -> Account:
+    """An admin made through the use case (the public API never grants the role), logged in
+    through the API."""
     accounts: Accounts = app.state.accounts
     email = unique_email("admin")
     user, _ = await accounts.create_user(name="Admin", email=email, password=PASSWORD, role="admin")
-    token, _ = issue_access_token(us_settings, user.id, "admin")
-    return Account(id=user.id, email=email, password=PASSWORD, token=token, data={})
+    login = await client.post(f"{API}/auth/login", json={"email": email, "password": PASSWORD})
+    assert login.status_code == 200, login.text
+    tokens = login.json()["data"]
+    return Account(
+        id=user.id,
+        email=email,
+        password=PASSWORD,
+        token=tokens["access_token"],
+        data={},
+        refresh_token=tokens["refresh_token"],
+    )

@@ -79,7 +79,7 @@ async def test_a_token_moves_to_the_user_who_registers_it_last(
     body = {"token": token, "platform": "android"}
     await client.post(f"{API}/users/{alice.id}/devices", headers=alice.headers, json=body)
     moved = await client.post(f"{API}/users/{bob.id}/devices", headers=bob.headers, json=body)
-    assert moved.status_code == 200
+    assert moved.status_code == 201  # like a first registration (tests/security: F6)
     alice_devices = await client.get(f"{API}/users/{alice.id}/devices", headers=alice.headers)
     bob_devices = await client.get(f"{API}/users/{bob.id}/devices", headers=bob.headers)
     assert alice_devices.json()["data"] == []

@@ -178,4 +178,4 @@ async def test_deleting_a_user_removes_devices_and_preferences(
         preferences = await session.get(Preferences, account.id)
     assert (devices, preferences) == (0, None)
     gone = await client.get(f"{API}/users/me", headers=account.headers)
-    assert gone.status_code == 404
+    assert gone.status_code == 401 and gone.json()["error"] == "token_revoked"
