@@ -10,9 +10,11 @@ real Mailpit can stand in): `GET /api/v1/messages`, `GET /api/v1/message/{id}` (
 a plain HTML page at `/`; `GET /health`.
 
 Faults, for tests and drills (`--fail-with 421|550|refuse` at start, or at runtime with
-`POST /api/control/faults {"mode": "refuse"|"tempfail"|"permfail"|"none", "code"?: int}`):
-`refuse` closes the listener and every open session, so clients see connection refused;
-`tempfail`/`permfail` answer each DATA with a 4xx/5xx (451/550 unless `code` says otherwise).
+`POST /api/control/faults {"mode": "refuse"|"tempfail"|"permfail"|"drop_after_data"|"none",
+"code"?: int}`): `refuse` closes the listener and every open session, so clients see connection
+refused; `tempfail`/`permfail` answer each DATA with a 4xx/5xx (451/550 unless `code` says
+otherwise); `drop_after_data` keeps each message and then drops the connection instead of
+replying: the sender cannot know the message arrived (a lost final reply).
 """
 
 from __future__ import annotations
@@ -44,7 +46,7 @@ from shared.errors import NotFound, ValidationFailed, install_error_handlers
 
 logger = logging.getLogger("devtools.smtp_inbox")
 
-FaultMode = Literal["none", "refuse", "tempfail", "permfail"]
+FaultMode = Literal["none", "refuse", "tempfail", "permfail", "drop_after_data"]
 DEFAULT_CODES = {"tempfail": 451, "permfail": 550}
 
 
@@ -224,6 +226,9 @@ class _Handler:
         raw = content if isinstance(content, bytes) else content.encode()
         stored = self.inbox.add(envelope.mail_from or "", list(envelope.rcpt_tos), raw)
         logger.info("received %s for %s", stored.id, ", ".join(envelope.rcpt_tos))
+        if self.faults.mode == "drop_after_data" and server.transport is not None:
+            self.faults.applied += 1
+            server.transport.close()  # kept, but the 250 never reaches the sender
         return "250 OK: queued as " + stored.id
 
 

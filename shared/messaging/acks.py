@@ -83,10 +83,14 @@ class AckWindow:
                 last = entry.incoming
         if last is not None:
             await _settle_quietly(last.ack(multiple=True))
-        for entry in queue:
-            if entry.state is _State.SETTLED:
-                entry.state = _State.DONE
-                await _settle_quietly(entry.incoming.ack())
+        queue = self._channels.get(channel)
+        if not queue:
+            return
+        behind = [entry for entry in queue if entry.state is _State.SETTLED]
+        for entry in behind:
+            entry.state = _State.DONE
+        for entry in behind:  # (deliveries may arrive while these are sent)
+            await _settle_quietly(entry.incoming.ack())
 
 
 def _key(incoming: AbstractIncomingMessage) -> tuple[int, int]:

@@ -390,7 +390,14 @@ class ConsumerRuntime:
         except _Requeue as requeue:
             outcome = await self._give_back(incoming, message, claim.token, requeue)
         except asyncio.CancelledError:
+            # Cut off at the shutdown deadline: the closing channel requeues the message, and
+            # giving the claim back lets its redelivery be taken at once (rather than after
+            # the lease and the reconciler); whether the provider got it is unknown either way.
             MESSAGES_CONSUMED.labels(self.queue_name, "requeued").inc()
+            with contextlib.suppress(Exception):
+                await asyncio.shield(
+                    self.status.release(message.notification_id, claim.token, handler_error=False)
+                )
             raise
         except Exception as exc:
             logger.exception("handling notification %s failed", message.notification_id)

@@ -120,8 +120,8 @@ def create_worker_app(
 
 
 def worker_checks(app: FastAPI) -> Mapping[str, HealthCheck]:
-    """db: a `SELECT 1`; broker: both AMQP connections open; consumer: subscribed and not
-    shutting down."""
+    """db: a `SELECT 1`; broker: both AMQP connections open; consumer: subscribed (or paused
+    while the provider is down) and not shutting down."""
     runtime: ConsumerRuntime | None = getattr(app.state, "runtime", None)
 
     async def db() -> None:
@@ -137,7 +137,8 @@ def worker_checks(app: FastAPI) -> Mapping[str, HealthCheck]:
             raise _Down("consumer connection closed")
 
     async def consumer() -> None:
-        if runtime is None or not runtime.is_consuming:
+        # Paused because the provider is down is healthy: restarting the worker cannot help.
+        if runtime is None or not (runtime.is_consuming or runtime.is_paused):
             raise _Down("not consuming")
 
     return {"db": db, "broker": broker, "consumer": consumer}

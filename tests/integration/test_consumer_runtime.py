@@ -12,24 +12,25 @@ import uuid
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import aio_pika
-import asyncpg
 import httpx
 import pytest
 from fastapi import FastAPI
 from prometheus_client import REGISTRY
-from sqlalchemy import insert, select
+from sqlalchemy import func, insert, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from shared.db import create_asyncpg_pool
 from shared.messaging.consumer import ConsumerRuntime
 from shared.messaging.delivery import (
+    Attempt,
     DeliveryResult,
     PermanentFailure,
     TransientFailure,
+    UncertainDelivery,
     parse_retry_after,
 )
 from shared.messaging.message import Channel, NotificationMessage, Recipient, TemplateRef
@@ -51,14 +52,19 @@ Behaviour = Callable[[NotificationMessage], Any]
 
 @dataclass
 class ScriptedSender:
-    """Plays the provider: `plan[notification_id]` is a list of outcomes, one per attempt."""
+    """Plays the provider: `plan[notification_id]` is a list of outcomes, one per attempt;
+    `up` is what a probe answers."""
 
     plan: dict[uuid.UUID, list[Any]] = field(default_factory=dict)
     sent: list[NotificationMessage] = field(default_factory=list)
+    attempts: list[Attempt] = field(default_factory=list)
     gate: asyncio.Event | None = None
     closed: bool = False
+    up: bool = True
+    probes: int = 0
 
-    async def deliver(self, message: NotificationMessage) -> DeliveryResult:
+    async def deliver(self, message: NotificationMessage, attempt: Attempt) -> DeliveryResult:
+        self.attempts.append(attempt)
         if self.gate is not None:
             await self.gate.wait()
         outcomes = self.plan.get(message.notification_id, [])
@@ -68,14 +74,22 @@ class ScriptedSender:
         self.sent.append(message)
         return DeliveryResult(provider_message_id=f"prov-{message.notification_id}")
 
+    async def probe(self) -> bool:
+        self.probes += 1
+        return self.up
+
     async def aclose(self) -> None:
         self.closed = True
 
 
 @pytest.fixture(scope="module")
 def base_settings(base_settings: Settings, make_vhost: Callable[[str], str]) -> Settings:
-    """The run's settings on a RabbitMQ vhost of this module's own (see tests/conftest.py)."""
-    return base_settings.model_copy(update={"rabbitmq_url": make_vhost("runtime")})
+    """The run's settings on a RabbitMQ vhost of this module's own (see tests/conftest.py).
+    These workers run without a user service: the delivery-time contact check is off (it is
+    tested with the whole stack)."""
+    return base_settings.model_copy(
+        update={"rabbitmq_url": make_vhost("runtime"), "delivery_policy_check": False}
+    )
 
 
 @pytest.fixture
@@ -108,7 +122,9 @@ async def running_worker(
             yield app, client
 
 
-async def new_notification(engine: AsyncEngine) -> NotificationMessage:
+async def new_notification(
+    engine: AsyncEngine, *, expires_in_seconds: float | None = None
+) -> NotificationMessage:
     message = NotificationMessage(
         notification_id=uuid.uuid4(),
         notification_type=Channel.EMAIL,
@@ -128,6 +144,12 @@ async def new_notification(engine: AsyncEngine) -> NotificationMessage:
                 template_code="welcome",
                 template_version=1,
                 status="queued",
+                payload=message.to_bytes(),
+                expires_at=(
+                    func.now() + timedelta(seconds=expires_in_seconds)
+                    if expires_in_seconds is not None
+                    else None
+                ),
             )
         )
     return message
@@ -237,20 +259,37 @@ async def test_transient_failures_retry_with_backoff_visible_in_the_status(
     assert [m.attempt for m in sender.sent] == [3]
 
 
-async def test_exhausted_attempts_end_failed_in_the_dlq(
+async def test_a_spent_retry_budget_ends_failed_in_the_dlq(
     base_settings: Settings, engine: AsyncEngine, publisher: Publisher, clean_queues: None
 ) -> None:
-    settings = base_settings.model_copy(update={"retry_max_attempts": 2})
+    # Retries stop by time, not by count: with a 1 s budget the second backoff (200 ms steps,
+    # doubling) still fits, a later one does not.
+    settings = base_settings.model_copy(update={"retry_budget_seconds": 1.0})
     sender = ScriptedSender()
     async with running_worker(settings, sender):
         message = await new_notification(engine)
-        sender.plan[message.notification_id] = [TransientFailure("timeout")] * 2
+        sender.plan[message.notification_id] = [TransientFailure("timeout")] * 20
         await publisher.publish_notification(message)
         row = await wait_for(status_is(engine, message.notification_id, "failed"))
-    assert row.attempts == 2 and "after 2 attempts" in row.last_error
+    assert row.attempts >= 2 and "retry budget" in row.last_error
+    assert row.status_reason == "retry_budget_exhausted"
     dead = await wait_for(dead_letter_of(base_settings, str(message.notification_id)))
-    assert dead.headers["x-failure-reason"] == "attempts_exhausted"
+    assert dead.headers["x-failure-reason"] == "retry_budget_exhausted"
     assert sender.sent == []
+
+
+async def test_a_budget_spent_with_a_partial_delivery_counts_as_delivered(
+    base_settings: Settings, engine: AsyncEngine, publisher: Publisher, clean_queues: None
+) -> None:
+    settings = base_settings.model_copy(update={"retry_budget_seconds": 0.0})
+    sender = ScriptedSender()
+    async with running_worker(settings, sender):
+        message = await new_notification(engine)
+        partial = DeliveryResult(provider_message_id="p-1", detail="accepted by 1 of 2 devices")
+        sender.plan[message.notification_id] = [TransientFailure("UNAVAILABLE", partial=partial)]
+        await publisher.publish_notification(message)
+        row = await wait_for(status_is(engine, message.notification_id, "delivered"))
+    assert row.provider_message_id == "p-1"
 
 
 async def test_a_permanent_failure_goes_to_the_dlq_with_headers_saying_why(
@@ -442,30 +481,19 @@ async def test_a_message_still_in_hand_at_the_deadline_is_redelivered_and_sent_o
     assert [m.notification_id for m in sender.sent] == [message.notification_id]
 
 
-class _BrokenStatusStore(StatusStore):
-    """A status store with a bug for one notification (not an outage)."""
-
-    def __init__(self, pool: asyncpg.Pool, broken: uuid.UUID) -> None:
-        super().__init__(pool)
-        self.broken = broken
-
-    async def transition(self, notification_id: uuid.UUID, *args: Any, **kwargs: Any) -> Any:
-        if notification_id == self.broken:
-            raise ValueError("a bug in handling")
-        return await super().transition(notification_id, *args, **kwargs)
-
-
-async def test_a_message_whose_handling_keeps_failing_is_poison_not_a_loop(
+async def test_a_message_whose_handling_keeps_failing_ends_failed_not_in_a_loop(
     base_settings: Settings, engine: AsyncEngine, publisher: Publisher, clean_queues: None
 ) -> None:
-    settings = base_settings.model_copy(update={"retry_max_attempts": 3})
+    settings = base_settings.model_copy(update={"max_claims_per_attempt": 3})
     message = await new_notification(engine)
+    sender = ScriptedSender()
+    sender.plan[message.notification_id] = [ValueError("a bug in handling")] * 10
     pool = await create_asyncpg_pool(settings, application_name="test_worker")
     runtime = ConsumerRuntime(
         settings=settings,
         channel=Channel.EMAIL,
-        sender=ScriptedSender(),
-        status_store=_BrokenStatusStore(pool, message.notification_id),
+        sender=sender,
+        status_store=StatusStore(pool),
         service="test_worker",
     )
     runtime.requeue_pause_seconds = 0.01
@@ -473,11 +501,147 @@ async def test_a_message_whose_handling_keeps_failing_is_poison_not_a_loop(
     try:
         await publisher.publish_notification(message)
         dead = await wait_for(dead_letter_of(base_settings, str(message.notification_id)))
+        row = await wait_for(status_is(engine, message.notification_id, "failed"))
     finally:
         await runtime.stop()
         await pool.close()
     assert dead.headers["x-failure-reason"] == "handler_error"
-    assert "a bug in handling" in dead.headers["x-failure-error"]
+    assert row.status_reason == "handler_error"
+    # Three claims ran (and failed); the fourth failed the notification without sending.
+    assert len(sender.attempts) == 3
+
+
+async def test_two_copies_in_hand_at_once_are_sent_once(
+    base_settings: Settings, engine: AsyncEngine, publisher: Publisher, clean_queues: None
+) -> None:
+    sender = ScriptedSender(gate=asyncio.Event())
+    before = suppressed()
+    async with running_worker(base_settings, sender):
+        messages = [await new_notification(engine) for _ in range(20)]
+        for message in messages:  # two copies of each, published together
+            await publisher.publish_notification(message)
+            await publisher.publish_notification(message)
+        await wait_for(lambda: _gt(suppressed(), before + 19))
+        assert sender.gate is not None
+        sender.gate.set()
+        for message in messages:
+            await wait_for(status_is(engine, message.notification_id, "delivered"))
+    assert sorted(str(m.notification_id) for m in sender.sent) == sorted(
+        str(m.notification_id) for m in messages
+    )
+    assert suppressed() - before == 20
+
+
+async def test_a_send_longer_than_the_lease_keeps_its_claim(
+    base_settings: Settings, engine: AsyncEngine, publisher: Publisher, clean_queues: None
+) -> None:
+    settings = base_settings.model_copy(update={"claim_lease_seconds": 0.6})
+    sender = ScriptedSender(gate=asyncio.Event())
+    async with running_worker(settings, sender):
+        message = await new_notification(engine)
+        await publisher.publish_notification(message)
+        first = await wait_for(status_is(engine, message.notification_id, "processing"))
+
+        async def extended() -> bool:
+            row = await status_row(engine, message.notification_id)
+            return bool(row.lease_until > first.lease_until + timedelta(seconds=1))
+
+        # Extended past several leases' length: the claim is kept alive while the send runs.
+        await wait_for(extended, timeout=10)
+        copy_before = suppressed()
+        await publisher.publish_notification(message)
+        await wait_for(lambda: _gt(suppressed(), copy_before))
+        assert sender.gate is not None
+        sender.gate.set()
+        await wait_for(status_is(engine, message.notification_id, "delivered"))
+    assert len(sender.sent) == 1
+
+
+async def test_a_provider_that_fails_every_send_pauses_consuming_until_it_answers(
+    base_settings: Settings, engine: AsyncEngine, publisher: Publisher, clean_queues: None
+) -> None:
+    settings = base_settings.model_copy(
+        update={"provider_failure_threshold": 2, "provider_probe_seconds": 0.1}
+    )
+    sender = ScriptedSender(up=False)
+    async with running_worker(settings, sender) as (app, client):
+        down = [await new_notification(engine) for _ in range(2)]
+        for message in down:
+            sender.plan[message.notification_id] = [
+                TransientFailure("connection refused", provider_down=True)
+            ]
+            await publisher.publish_notification(message)
+        runtime = app.state.runtime
+        await wait_for(lambda: _true(runtime.is_paused))
+        assert provider_up() == 0
+        # Paused, not broken: health still answers, and the probe keeps asking.
+        assert (await client.get("/health")).status_code == 200
+        waiting = await new_notification(engine)
+        await publisher.publish_notification(waiting)
+        probes = sender.probes
+        await wait_for(lambda: _true(sender.probes > probes + 2))
+        assert (await status_row(engine, waiting.notification_id)).status == "queued"
+        sender.up = True
+        for message in [*down, waiting]:
+            row = await wait_for(status_is(engine, message.notification_id, "delivered"))
+            assert row.status == "delivered"
+        assert not runtime.is_paused and provider_up() == 1
+    # The waiting message spent no attempt while the worker was paused.
+    assert (await status_row(engine, waiting.notification_id)).attempts == 1
+
+
+async def test_an_uncertain_outcome_is_retried_and_counted(
+    base_settings: Settings, engine: AsyncEngine, publisher: Publisher, clean_queues: None
+) -> None:
+    before = (
+        REGISTRY.get_sample_value("notification_uncertain_deliveries_total", {"channel": "email"})
+        or 0.0
+    )
+    sender = ScriptedSender()
+    async with running_worker(base_settings, sender):
+        message = await new_notification(engine)
+        sender.plan[message.notification_id] = [UncertainDelivery("SMTP outcome unknown")]
+        await publisher.publish_notification(message)
+        await wait_for(status_is(engine, message.notification_id, "delivered"))
+    after = REGISTRY.get_sample_value(
+        "notification_uncertain_deliveries_total", {"channel": "email"}
+    )
+    assert after == before + 1
+    assert [m.attempt for m in sender.sent] == [2]
+
+
+async def test_an_expired_notification_is_not_sent(
+    base_settings: Settings, engine: AsyncEngine, publisher: Publisher, clean_queues: None
+) -> None:
+    sender = ScriptedSender()
+    async with running_worker(base_settings, sender):
+        late = await new_notification(engine, expires_in_seconds=-1)
+        timely = await new_notification(engine, expires_in_seconds=3600)
+        await publisher.publish_notification(late)
+        await publisher.publish_notification(timely)
+        row = await wait_for(status_is(engine, late.notification_id, "expired"))
+        await wait_for(status_is(engine, timely.notification_id, "delivered"))
+    assert row.status_reason == "expired"
+    assert [m.notification_id for m in sender.sent] == [timely.notification_id]
+    (attempt,) = [a for a in sender.attempts if a.notification_id == timely.notification_id]
+    assert attempt.expires_in_seconds is not None and 3500 < attempt.expires_in_seconds <= 3600
+
+
+def suppressed() -> float:
+    return (
+        REGISTRY.get_sample_value(
+            "notification_duplicate_deliveries_suppressed_total", {"channel": "email"}
+        )
+        or 0.0
+    )
+
+
+def provider_up() -> float | None:
+    return REGISTRY.get_sample_value("notification_provider_up", {"channel": "email"})
+
+
+async def _true(value: bool) -> bool:
+    return value
 
 
 @pytest.mark.parametrize(

@@ -148,7 +148,8 @@ def worker_settings(base_settings: Settings) -> Settings:
             "smtp_pool_size": 2,
             "email_from_address": "notifications@example.com",
             "email_unsubscribe_url": "https://example.com/unsubscribe?user={user_id}",
-            "retry_max_attempts": 8,
+            # No user service here: the delivery-time contact check is covered end to end.
+            "delivery_policy_check": False,
         }
     )
 

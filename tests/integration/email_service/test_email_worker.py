@@ -172,3 +172,31 @@ async def test_health_answers_on_root_and_health(worker: EmailWorker) -> None:
 async def test_an_unknown_route_is_an_enveloped_404(worker: EmailWorker) -> None:
     response = await worker.client.get(f"/nowhere/{uuid.uuid4()}")
     assert response.status_code == 404 and response.json()["error"] == "not_found"
+
+
+async def test_a_reply_lost_after_data_is_an_uncertain_outcome_resent_with_the_same_message_id(
+    worker: EmailWorker,
+) -> None:
+    """The server keeps the message but the connection drops before its 250: the worker
+    cannot know. It retries (counted as uncertain) and both copies carry one Message-ID, so
+    the mailbox sees the same message twice, not two messages."""
+
+    def uncertain() -> float:
+        value = REGISTRY.get_sample_value(
+            "notification_uncertain_deliveries_total", {"channel": "email"}
+        )
+        return value or 0.0
+
+    before = uncertain()
+    await worker.inbox.set_fault("drop_after_data")
+    message = await worker.notify()
+
+    async def counted() -> bool:
+        return uncertain() > before
+
+    await wait_for(counted)
+    await worker.inbox.set_fault("none")
+    row = await wait_for(worker.status_is(message.notification_id, "delivered"))
+    assert row.attempts >= 2
+    ids = {m.header("Message-ID") for m in worker.inbox.inbox.messages}
+    assert ids == {f"<{message.notification_id}@example.com>"}

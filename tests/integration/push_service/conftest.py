@@ -50,9 +50,11 @@ INTERNAL_KEY = "test-internal-key"
 
 @pytest.fixture(scope="module")
 def base_settings(base_settings: Settings, make_vhost: Callable[[str], str]) -> Settings:
-    """`base_settings` on a vhost of this module's own; three attempts at most."""
+    """`base_settings` on a vhost of this module's own. The stub user service here serves
+    device removal only, so the delivery-time contact check is off (the end-to-end tests cover
+    it against the real user service)."""
     return base_settings.model_copy(
-        update={"rabbitmq_url": make_vhost("push"), "retry_max_attempts": 3}
+        update={"rabbitmq_url": make_vhost("push"), "delivery_policy_check": False}
     )
 
 
@@ -155,6 +157,7 @@ class PushHarness:
                     template_version=1,
                     locale="en",
                     status="queued",
+                    payload=message.to_bytes(),
                 )
             )
         await self.publisher.publish_notification(message)
