@@ -22,8 +22,8 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from pydantic import ValidationError
 
-from services.user_service.settings import UserServiceSettings
 from devtools.stack import free_port
+from services.user_service.settings import UserServiceSettings
 from shared.settings import DEMO_DEFAULTS, Settings, describe_settings_error
 from shared.token_keys import private_key_pem
 from tests.conftest import wait_for

@@ -19,10 +19,10 @@ import jwt
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from redis.asyncio import Redis
 
+from devtools.stack import free_port
 from services.template_service.app import create_app as create_template_service
 from services.user_service.settings import user_service_settings
 from services.user_service.tokens import SigningKeys, issue_access_token
-from devtools.stack import free_port
 from shared.settings import Settings
 from shared.token_keys import private_key_pem, public_key_pem
 from shared.token_versions import TokenVersionStore
