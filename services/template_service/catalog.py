@@ -1,12 +1,13 @@
 """The template use cases: save (new version, active), roll back, delete, find, render.
 
 Routes translate HTTP into these calls; every write runs in one transaction that holds the
-template row lock, so version numbers are taken one at a time.
+template row lock, so version numbers are taken one at a time. Template source comes from
+users, so it is compiled and rendered only in the render pool's child processes
+(`shared/render_pool.py`), never in this process.
 """
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
@@ -15,6 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from services.template_service import repository as repo
 from services.template_service.errors import (
+    RenderBusy,
     TemplateExists,
     TemplateNotFound,
     VersionNotFound,
@@ -43,14 +45,8 @@ from services.template_service.schemas import (
 from services.template_service.settings import TemplateSettings
 from shared.db import session_scope
 from shared.errors import ValidationFailed
-from shared.rendering import (
-    RenderError,
-    TemplateFields,
-    channel_fields,
-    nest_data,
-    render,
-    validate,
-)
+from shared.render_pool import RenderPool, RenderPoolBusy
+from shared.rendering import Analysis, RenderError, TemplateFields, channel_fields, nest_data
 
 
 def version_out(template: Template, row: TemplateVersion) -> VersionOut:
@@ -68,6 +64,7 @@ def version_out(template: Template, row: TemplateVersion) -> VersionOut:
         data=row.data,
         image_url=row.image_url,
         variables=list(row.variables),
+        link_variables=list(row.link_variables),
         created_by=row.created_by,
         created_at=row.created_at,
     )
@@ -88,41 +85,69 @@ def template_out(template: Template, locales: Sequence[tuple[str, int, int]]) ->
     )
 
 
-def prepare(body: VersionFields) -> tuple[dict[str, Any], list[str]]:
-    """The stored values and the variables they use; refuses a body that does not fit its
-    channel or does not compile (422 naming the field and line)."""
-    errors = body.check_channel()
-    if errors:
-        raise ValidationFailed("the fields do not fit the channel", details=errors)
-    values = body.values()
-    fields = channel_fields(body.channel, values)
-    try:
-        validate(fields.fields, fields.html_fields)
-    except RenderError as exc:
-        raise render_error(exc) from exc
-    return values, sorted(fields.variables())
+class TemplateRenderer:
+    """The catalog's only way to compile or render: jobs go to the render pool, and its
+    failures become the service's errors (422 with a stable code, 503 when it is saturated)."""
 
+    def __init__(self, pool: RenderPool) -> None:
+        self.pool = pool
 
-async def render_fields(fields: TemplateFields, variables: Mapping[str, Any]) -> dict[str, Any]:
-    """Render off the event loop: a hostile template spends its budget in a worker thread."""
-    try:
-        rendered = await asyncio.to_thread(render, fields, variables)
-    except RenderError as exc:
-        raise render_error(exc) from exc
-    return nest_data(rendered)
+    @classmethod
+    def from_settings(cls, settings: TemplateSettings) -> TemplateRenderer:
+        return cls(
+            RenderPool(
+                workers=settings.template_render_workers,
+                memory_bytes=settings.template_render_memory_mb * 1024 * 1024,
+                timeout_seconds=settings.template_render_timeout_seconds,
+            )
+        )
+
+    async def start(self) -> None:
+        await self.pool.start()
+
+    async def close(self) -> None:
+        await self.pool.close()
+
+    async def prepare(self, body: VersionFields) -> tuple[dict[str, Any], Analysis]:
+        """The stored values and what they need; refuses a body that does not fit its channel
+        or does not compile (422 naming the field and line)."""
+        errors = body.check_channel()
+        if errors:
+            raise ValidationFailed("the fields do not fit the channel", details=errors)
+        values = body.values()
+        try:
+            analysis = await self.pool.analyse(channel_fields(body.channel, values))
+        except RenderError as exc:
+            raise render_error(exc) from exc
+        except RenderPoolBusy as exc:
+            raise RenderBusy() from exc
+        return values, analysis
+
+    async def render(self, fields: TemplateFields, variables: Mapping[str, Any]) -> dict[str, Any]:
+        try:
+            rendered = await self.pool.render(fields, variables)
+        except RenderError as exc:
+            raise render_error(exc) from exc
+        except RenderPoolBusy as exc:
+            raise RenderBusy() from exc
+        return nest_data(rendered)
 
 
 class TemplateCatalog:
     def __init__(
-        self, sessions: async_sessionmaker[AsyncSession], settings: TemplateSettings
+        self,
+        sessions: async_sessionmaker[AsyncSession],
+        settings: TemplateSettings,
+        renderer: TemplateRenderer,
     ) -> None:
         self.sessions = sessions
         self.default_locale = normalize_locale(settings.default_locale)
+        self.renderer = renderer
 
     # --- writes ------------------------------------------------------------------------
 
     async def create(self, body: TemplateCreate, created_by: str | None) -> CreatedOut:
-        values, variables = prepare(body)
+        values, analysis = await self.renderer.prepare(body)
         locale = body.locale or self.default_locale
         async with session_scope(self.sessions) as session:
             template = await repo.insert_template(
@@ -142,7 +167,8 @@ class TemplateCatalog:
                 locale=locale,
                 version=number,
                 values=values,
-                variables=variables,
+                variables=analysis.variables,
+                link_variables=analysis.link_variables,
                 created_by=created_by,
             )
             await repo.set_active(session, template.id, locale, number)
@@ -166,7 +192,7 @@ class TemplateCatalog:
         return template
 
     async def update(self, code: str, body: TemplateUpdate, created_by: str | None) -> VersionOut:
-        values, variables = prepare(body)
+        values, analysis = await self.renderer.prepare(body)
         locale = body.locale or self.default_locale
         async with session_scope(self.sessions) as session:
             template = await self._template(session, code, body.channel, for_update=True)
@@ -177,7 +203,8 @@ class TemplateCatalog:
                 locale=locale,
                 version=number,
                 values=values,
-                variables=variables,
+                variables=analysis.variables,
+                link_variables=analysis.link_variables,
                 created_by=created_by,
             )
             await repo.set_active(session, template.id, locale, number)
@@ -316,7 +343,7 @@ class TemplateCatalog:
         else:
             chosen = await self.active(code, body.channel, body.locale)
         fields = channel_fields(chosen.channel, chosen.model_dump())
-        rendered = await render_fields(fields, body.variables)
+        rendered = await self.renderer.render(fields, body.variables)
         return RenderOut(
             code=code,
             channel=chosen.channel,
@@ -324,12 +351,19 @@ class TemplateCatalog:
             version=chosen.version,
             rendered=rendered,
             variables=chosen.variables,
+            link_variables=chosen.link_variables,
         )
 
     async def preview(self, body: PreviewRequest) -> RenderOut:
-        values, variables = prepare(body)
-        rendered = await render_fields(channel_fields(body.channel, values), body.variables)
-        return RenderOut(channel=body.channel, rendered=rendered, variables=variables)
+        values, analysis = await self.renderer.prepare(body)
+        fields = channel_fields(body.channel, values)
+        rendered = await self.renderer.render(fields, body.variables)
+        return RenderOut(
+            channel=body.channel,
+            rendered=rendered,
+            variables=analysis.variables,
+            link_variables=analysis.link_variables,
+        )
 
     async def _template(
         self,

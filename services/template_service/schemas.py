@@ -157,7 +157,16 @@ class VersionOut(BaseModel):
     body: str | None = None
     data: dict[str, str] | None = None
     image_url: str | None = None
-    variables: list[str]
+    variables: list[str] = Field(
+        description="every variable the version reads: a send must give them all"
+    )
+    link_variables: list[str] = Field(
+        default_factory=list,
+        description=(
+            "variables (dotted paths) whose value starts a link (`href`, `src`, push "
+            "`image_url`): each must be an http, https or mailto URL"
+        ),
+    )
     created_by: str | None = None
     created_at: datetime | None = None
 
@@ -206,6 +215,7 @@ class RenderOut(BaseModel):
     version: int | None = None
     rendered: dict[str, Any]
     variables: list[str]
+    link_variables: list[str] = Field(default_factory=list)
 
 
 class DeletedOut(BaseModel):
