@@ -122,14 +122,27 @@ class RenderPool:
         self, template: TemplateFields, variables: Mapping[str, Any]
     ) -> dict[str, str | None]:
         """`shared.rendering.render` in a child; raises the same `RenderError`s."""
-        job = {
-            "op": "render",
+        rendered: dict[str, str | None] = await self._run(
+            self._render_job("render", template, variables)
+        )
+        return rendered
+
+    async def preview(
+        self, template: TemplateFields, variables: Mapping[str, Any]
+    ) -> tuple[Analysis, dict[str, str | None]]:
+        """`analyse` and `render` of a draft as one job, so one timeout bounds the whole."""
+        answer = await self._run(self._render_job("preview", template, variables))
+        return Analysis(answer["variables"], answer["link_variables"]), answer["rendered"]
+
+    def _render_job(
+        self, op: str, template: TemplateFields, variables: Mapping[str, Any]
+    ) -> dict[str, Any]:
+        return {
+            "op": op,
             **_fields_job(template),
             "variables": dict(variables),
             "budget": self.timeout_seconds * CHILD_BUDGET_SHARE,
         }
-        rendered: dict[str, str | None] = await self._run(job)
-        return rendered
 
     async def _run(self, job: Mapping[str, Any]) -> Any:
         await self.start()
@@ -247,10 +260,16 @@ def _answer(job: Mapping[str, Any]) -> dict[str, Any]:
         job["fields"], html_fields=frozenset(job["html"]), url_fields=frozenset(job["url"])
     )
     try:
-        if job["op"] == "analyse":
-            found = analyse(template)
-            return {"ok": {"variables": found.variables, "link_variables": found.link_variables}}
-        return {"ok": render(template, job["variables"], time_budget=job["budget"])}
+        if job["op"] == "render":
+            return {"ok": render(template, job["variables"], time_budget=job["budget"])}
+        found = analyse(template)
+        answer: dict[str, Any] = {
+            "variables": found.variables,
+            "link_variables": found.link_variables,
+        }
+        if job["op"] == "preview":
+            answer["rendered"] = render(template, job["variables"], time_budget=job["budget"])
+        return {"ok": answer}
     except RenderError as exc:
         return {"error": _error_to(exc)}
     except MemoryError:

@@ -8,7 +8,8 @@ users, so it is compiled and rendered only in the render pool's child processes
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any
 
@@ -111,26 +112,38 @@ class TemplateRenderer:
     async def prepare(self, body: VersionFields) -> tuple[dict[str, Any], Analysis]:
         """The stored values and what they need; refuses a body that does not fit its channel
         or does not compile (422 naming the field and line)."""
-        errors = body.check_channel()
-        if errors:
-            raise ValidationFailed("the fields do not fit the channel", details=errors)
-        values = body.values()
-        try:
-            analysis = await self.pool.analyse(channel_fields(body.channel, values))
-        except RenderError as exc:
-            raise render_error(exc) from exc
-        except RenderPoolBusy as exc:
-            raise RenderBusy() from exc
-        return values, analysis
+        fields = _fields_of(body)
+        with _translated():
+            return body.values(), await self.pool.analyse(fields)
 
     async def render(self, fields: TemplateFields, variables: Mapping[str, Any]) -> dict[str, Any]:
-        try:
-            rendered = await self.pool.render(fields, variables)
-        except RenderError as exc:
-            raise render_error(exc) from exc
-        except RenderPoolBusy as exc:
-            raise RenderBusy() from exc
-        return nest_data(rendered)
+        with _translated():
+            return nest_data(await self.pool.render(fields, variables))
+
+    async def preview(self, body: PreviewRequest) -> tuple[Analysis, dict[str, Any]]:
+        """Compile and render a draft in one job: one timeout bounds the whole preview."""
+        fields = _fields_of(body)
+        with _translated():
+            analysis, rendered = await self.pool.preview(fields, body.variables)
+        return analysis, nest_data(rendered)
+
+
+def _fields_of(body: VersionFields) -> TemplateFields:
+    errors = body.check_channel()
+    if errors:
+        raise ValidationFailed("the fields do not fit the channel", details=errors)
+    return channel_fields(body.channel, body.values())
+
+
+@contextmanager
+def _translated() -> Iterator[None]:
+    """The pool's failures as the service's errors."""
+    try:
+        yield
+    except RenderError as exc:
+        raise render_error(exc) from exc
+    except RenderPoolBusy as exc:
+        raise RenderBusy() from exc
 
 
 class TemplateCatalog:
@@ -355,9 +368,7 @@ class TemplateCatalog:
         )
 
     async def preview(self, body: PreviewRequest) -> RenderOut:
-        values, analysis = await self.renderer.prepare(body)
-        fields = channel_fields(body.channel, values)
-        rendered = await self.renderer.render(fields, body.variables)
+        analysis, rendered = await self.renderer.preview(body)
         return RenderOut(
             channel=body.channel,
             rendered=rendered,
