@@ -235,6 +235,12 @@ class DeviceOut(BaseModel):
 # --- internal ------------------------------------------------------------------------------
 
 
+class DeviceTokenRef(Input):
+    """A device token in a body, never in a URL: URLs end up in access logs and proxies."""
+
+    token: DeviceToken
+
+
 class ContactDevice(BaseModel):
     token: str
     platform: Platform
