@@ -19,6 +19,7 @@ from services.api_gateway.schemas import (
     Accepted,
     CallbackResult,
     HngSendRequest,
+    RequestId,
     SendCommand,
     SendRequest,
     StatusCallback,
@@ -169,9 +170,8 @@ async def notification_status(
     request: Request,
     gateway: GatewayDep,
     api_key: CurrentApiKey,
-    ref: Annotated[
-        str, Path(max_length=255, description="The notification id or your `request_id`.")
-    ],
+    # Checked like a `request_id` (no NUL, which PostgreSQL text cannot hold): 422, not 500.
+    ref: Annotated[RequestId, Path(description="The notification id or your `request_id`.")],
 ) -> Response:
     await enforce_rate_limit(request, gateway, api_key, scope="read", user_id=None)
     found = await gateway.store.find(api_key.id, ref)
