@@ -55,6 +55,7 @@ QUIET_LIBRARIES = (
     "aiormq",
     "sqlalchemy.engine",
     "sqlalchemy.pool",
+    "mail.log",  # aiosmtpd (the dev inbox): every SMTP command, AUTH included
 )
 
 _SECRETS = (

@@ -8,6 +8,7 @@ tests do not depend on how tokens are made.
 from __future__ import annotations
 
 import asyncio
+import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -39,6 +40,19 @@ class SecurityStack:
         assert response.status_code == 200, response.text
         data: dict[str, Any] = response.json()["data"]
         return data
+
+    async def register(self, **extra: Any) -> tuple[str, str, str]:
+        """A new user: (user id, email, password); `extra` joins the registration body."""
+        email = f"sec-{uuid.uuid4().hex[:12]}@example.com"
+        password = f"Tangerine orbit {uuid.uuid4().hex[:10]} lantern"
+        body = {"name": "Sec Tester", "email": email, "password": password, **extra}
+        async with httpx.AsyncClient(base_url=self.url("user_service"), timeout=10) as client:
+            response = await client.post("/api/v1/users", json=body)
+        assert response.status_code == 201, response.text
+        return str(response.json()["data"]["id"]), email, password
+
+    async def user_headers(self, email: str, password: str) -> dict[str, str]:
+        return {"Authorization": f"Bearer {(await self.login(email, password))['access_token']}"}
 
     async def admin_headers(self) -> dict[str, str]:
         login = await self.login(
