@@ -31,7 +31,8 @@ from shared.template_client import CODE_PATTERN
 Body = dict[str, Any]
 CodePath = Annotated[str, Path(pattern=CODE_PATTERN, description="the template's slug")]
 VersionPath = Annotated[int, Path(ge=1)]
-Page = Annotated[int, Query(ge=1)]
+# Capped like every list: a page far past any data must not overflow the OFFSET (a 500).
+Page = Annotated[int, Query(ge=1, le=100_000)]
 Limit = Annotated[int, Query(ge=1, le=100)]
 
 

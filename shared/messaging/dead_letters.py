@@ -34,7 +34,7 @@ from prometheus_client import Counter
 from pydantic import BaseModel, ValidationError
 
 from shared.auth import InternalKey
-from shared.envelope import PageMeta, ok
+from shared.envelope import ErrorEnvelope, PageMeta, ok
 from shared.errors import DependencyUnavailable, NotFound
 from shared.messaging.message import Channel, NotificationMessage
 from shared.messaging.publisher import Publisher, PublishError
@@ -266,15 +266,33 @@ def _dead_letters(request: Request) -> DeadLetters:
     return dead_letters
 
 
+_WHY = {
+    400: "malformed JSON (`invalid_json`)",
+    401: "a valid `X-Internal-API-Key` is required (`invalid_internal_key`)",
+    404: "no such message in the dead letters (`dead_letter_not_found`)",
+    413: "body over the size limit (`payload_too_large`)",
+    422: "invalid input (`validation_error`)",
+    503: "the worker is not connected to the broker (`dependency_unavailable`)",
+}
+
+
+def _errors(*codes: int) -> dict[int | str, dict[str, Any]]:
+    return {code: {"model": ErrorEnvelope, "description": _WHY[code]} for code in codes}
+
+
 def dead_letter_router() -> APIRouter:
     """`/admin/dlq` routes; the app keeps a `DeadLetters` on `app.state.dead_letters`."""
     router = APIRouter(prefix="/admin/dlq", tags=["admin"])
 
-    @router.get("", summary="List this channel's dead letters")
+    @router.get(
+        "",
+        summary="List this channel's dead letters",
+        responses=_errors(401, 422, 503),
+    )
     async def list_dead_letters(
         request: Request,
         _: InternalKey,
-        page: Annotated[int, Query(ge=1)] = 1,
+        page: Annotated[int, Query(ge=1, le=100_000)] = 1,
         limit: Annotated[int, Query(ge=1, le=500)] = 50,
     ) -> dict[str, Any]:
         items, total = await _dead_letters(request).list(page=page, limit=limit)
@@ -284,7 +302,11 @@ def dead_letter_router() -> APIRouter:
             meta=PageMeta.build(total=total, page=page, limit=limit),
         )
 
-    @router.post("/replay", summary="Replay one or all of this channel's dead letters")
+    @router.post(
+        "/replay",
+        summary="Replay one or all of this channel's dead letters",
+        responses=_errors(400, 401, 404, 413, 422, 503),
+    )
     async def replay_dead_letters(
         request: Request,
         _: InternalKey,
@@ -297,7 +319,11 @@ def dead_letter_router() -> APIRouter:
             message=f"{len(report.replayed)} replayed, {len(report.skipped)} skipped",
         )
 
-    @router.delete("", summary="Purge this channel's dead letters")
+    @router.delete(
+        "",
+        summary="Purge this channel's dead letters",
+        responses=_errors(401, 503),
+    )
     async def purge_dead_letters(request: Request, _: InternalKey) -> dict[str, Any]:
         purged = await _dead_letters(request).purge()
         return ok({"purged": purged}, message=f"{purged} dead letters purged")

@@ -9,7 +9,7 @@ from typing import Any
 from fastapi import APIRouter, Depends, Response
 
 from services.user_service.deps import AccountsDep
-from services.user_service.routes import error_responses
+from services.user_service.routes import BODY, error_responses
 from services.user_service.schemas import Contact, DeviceTokenRef
 from shared.auth import require_internal_key
 from shared.envelope import Envelope, ok
@@ -39,7 +39,7 @@ async def get_contact(user_id: uuid.UUID, accounts: AccountsDep) -> Response:
     "/devices/remove",
     response_model=Envelope[dict[str, bool]],
     summary="Forget a dead push token (200 whether or not it existed)",
-    responses=error_responses(401),
+    responses=error_responses(*BODY, 401),
 )
 async def remove_device_by_token(body: DeviceTokenRef, accounts: AccountsDep) -> dict[str, Any]:
     """The token travels in the body so that no URL, and so no access log, carries it."""
