@@ -65,6 +65,8 @@ class TemplateVersion(BaseModel):
     data: dict[str, str] | None = None
     image_url: str | None = None
     variables: list[str] = []
+    # Dotted paths whose value starts a link: check a send with `rendering.unsafe_links`.
+    link_variables: list[str] = []
     created_by: str | None = None
     created_at: datetime | None = None
 
