@@ -299,13 +299,17 @@ def child_main(memory_bytes: int) -> None:
     while True:
         try:
             (size,) = _HEADER.unpack(_read_exactly(jobs, _HEADER.size))
-            job = json.loads(_read_exactly(jobs, size))
+            frame = _read_exactly(jobs, size)
         except EOFError:
             return
         try:
-            payload = json.dumps(_answer(job)).encode()
+            payload = json.dumps(_answer(json.loads(frame))).encode()
         except MemoryError:
             payload = b'{"error": {"kind": "budget", "message": "out of memory"}}'
+        except Exception as exc:  # a job this child cannot handle fails alone; the child lives
+            payload = json.dumps(
+                {"error": {"kind": "render", "message": f"render failed: {type(exc).__name__}"}}
+            ).encode()
         answers.write(_HEADER.pack(len(payload)) + payload)
 
 

@@ -115,7 +115,7 @@ class UnsafeLink(RenderError):
     code = "unsafe_link"
 
     def __init__(self, names: list[str]) -> None:
-        super().__init__(f"links must be http, https or mailto URLs; not so: {', '.join(names)}")
+        super().__init__(f"a link must be an http, https or mailto URL: {', '.join(names)}")
         self.names = names
 
 
