@@ -10,7 +10,7 @@ cannot stop (a C-speed loop and a value that grows within every single-step limi
 Each must answer 422 within the render budget, and health must keep answering. These are
 assertions on timing, on a 2-core machine that other test runs share (load averages above 10
 were seen), so the bounds leave room for the scheduler while staying far below what a stalled
-service shows (4 s for the original payload; the 10x payloads run for tens of seconds):
+service shows (4 s for the payload the review used; the 10x payloads run for tens of seconds):
 
 - the 422 within the 0.5 s budget plus 1 s of margin for HTTP, auth and waiting for a core;
 - health: the median probe under 100 ms (what the service answers while it renders), and no
