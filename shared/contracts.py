@@ -79,8 +79,17 @@ class TemplateVersion(_Contract):
     body: str | None = None
     data: dict[str, str] | None = None
     image_url: str | None = None
-    variables: list[str] = Field(default_factory=list)
-    """Every variable the version's fields use, computed once when it was saved."""
+    variables: list[str] = Field(
+        default_factory=list,
+        description="every variable the version reads, found when it was saved: a send must "
+        "give them all",
+    )
+    link_variables: list[str] = Field(
+        default_factory=list,
+        description="variables (dotted paths) whose value starts a link (`href`, `src`, push "
+        "`image_url`): each must be an http, https or mailto URL "
+        "(`shared.rendering.unsafe_links`)",
+    )
     created_by: str | None = None
     created_at: datetime | None = None
 

@@ -49,6 +49,8 @@ def create_engine(settings: Settings, *, application_name: str) -> AsyncEngine:
         max_overflow=settings.db_max_overflow,
         pool_pre_ping=True,
         pool_recycle=1800,
+        # Statement parameters (tokens, addresses, hashes) stay out of logs and error messages.
+        hide_parameters=True,
         connect_args={
             "server_settings": {"application_name": application_name},
             "timeout": 5,

@@ -1,20 +1,30 @@
-"""The service app factory: one place that wires the envelope, correlation ids, body limits,
-metrics and health into every FastAPI app.
+"""The service app factory: one place that wires the envelope, correlation ids, body and
+header limits, metrics and health into every FastAPI app.
 
 The middlewares are plain ASGI (not `BaseHTTPMiddleware`) because they sit on the hot path of
 every request and must not copy bodies or spawn tasks.
+
+Request headers over `max_header_bytes` in total (names and values) get 431 in two places:
+the middleware measures the headers the server parsed, exactly, in any ASGI server; and
+`serve()` runs uvicorn with `head_limited_protocol`, which stops reading a request head that
+passes the limit (plus room for the request line) and answers 431 before the parser buffers
+more, so an 8 MB header costs the service nothing. uvicorn's httptools parser has no limit of
+its own, and its h11 limit answers 400, not 431.
 """
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager
 from typing import Any
 
+import orjson
 import uvicorn
 from fastapi import FastAPI
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from shared.envelope import error_body
 from shared.errors import install_error_handlers
@@ -28,15 +38,28 @@ from shared.metrics import HTTP_LATENCY, HTTP_REQUESTS, metrics_router
 from shared.settings import Settings
 
 _CORRELATION_HEADER_BYTES = CORRELATION_HEADER.lower().encode()
+MAX_HEADER_BYTES = 16 * 1024
+# Room for the request line (method, target, version) and the `: ` and CRLF of each header,
+# on top of `max_header_bytes`, before the server stops reading a request head.
+REQUEST_LINE_ALLOWANCE = 8 * 1024
 
 
 class RequestContextMiddleware:
-    """Sets the correlation id, enforces the body size limit and records request metrics."""
+    """Sets the correlation id, enforces the body and header size limits and records request
+    metrics."""
 
-    def __init__(self, app: ASGIApp, *, service: str, max_body_bytes: int) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        service: str,
+        max_body_bytes: int,
+        max_header_bytes: int = MAX_HEADER_BYTES,
+    ) -> None:
         self.app = app
         self.service = service
         self.max_body_bytes = max_body_bytes
+        self.max_header_bytes = max_header_bytes
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -44,7 +67,9 @@ class RequestContextMiddleware:
             return
         raw_id = None
         content_length = None
+        header_bytes = 0
         for name, value in scope["headers"]:
+            header_bytes += len(name) + len(value)
             if name == _CORRELATION_HEADER_BYTES:
                 raw_id = value.decode("latin-1")
             elif name == b"content-length":
@@ -64,6 +89,9 @@ class RequestContextMiddleware:
             await send(message)
 
         try:
+            if header_bytes > self.max_header_bytes:
+                await _send_error(send_with_context, 431, *_HEADERS_TOO_LARGE)
+                return
             if content_length is not None:
                 if _too_long(content_length, self.max_body_bytes):
                     await _send_too_large(send_with_context)
@@ -122,14 +150,19 @@ def _too_long(content_length: bytes, limit: int) -> bool:
         return False
 
 
-async def _send_too_large(send: Send) -> None:
-    import orjson
+_HEADERS_TOO_LARGE = ("headers_too_large", "the request headers are too large")
 
-    body = orjson.dumps(error_body("payload_too_large", "the request body is too large"))
+
+async def _send_too_large(send: Send) -> None:
+    await _send_error(send, 413, "payload_too_large", "the request body is too large")
+
+
+async def _send_error(send: Send, status: int, code: str, message: str) -> None:
+    body = orjson.dumps(error_body(code, message))
     await send(
         {
             "type": "http.response.start",
-            "status": 413,
+            "status": status,
             "headers": [
                 (b"content-type", b"application/json"),
                 (b"content-length", str(len(body)).encode()),
@@ -137,6 +170,66 @@ async def _send_too_large(send: Send) -> None:
         }
     )
     await send({"type": "http.response.body", "body": body})
+
+
+class _HeadLimitedHttpTools(HttpToolsProtocol):
+    """uvicorn's httptools protocol, counting the bytes of each request head as they arrive.
+
+    Counting happens before the parser sees the bytes, so a head that never ends is cut off at
+    `head_limit` instead of buffered. Bodies are not counted: a head ends at its blank line.
+    """
+
+    head_limit = MAX_HEADER_BYTES + REQUEST_LINE_ALLOWANCE
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._head_bytes = 0
+        self._in_head = True
+        self._tail = b""
+        self._refused = False
+
+    def data_received(self, data: bytes) -> None:
+        if self._refused:
+            return
+        if self._in_head:
+            window = self._tail + data
+            end = window.find(b"\r\n\r\n")
+            self._head_bytes += len(data) if end < 0 else max(end + 4 - len(self._tail), 0)
+            if self._head_bytes > self.head_limit:
+                self._refuse()
+                return
+            self._tail = window[-3:]
+        super().data_received(data)
+
+    def on_headers_complete(self) -> None:
+        self._in_head, self._head_bytes, self._tail = False, 0, b""
+        super().on_headers_complete()
+
+    def on_message_complete(self) -> None:
+        self._in_head = True
+        super().on_message_complete()
+
+    def _refuse(self) -> None:
+        self._refused = True
+        body = orjson.dumps(error_body(*_HEADERS_TOO_LARGE))
+        head = (
+            b"HTTP/1.1 431 Request Header Fields Too Large\r\n"
+            b"content-type: application/json\r\n"
+            b"content-length: " + str(len(body)).encode() + b"\r\n"
+            b"connection: close\r\n\r\n"
+        )
+        self.transport.write(head + body)
+        self.transport.close()
+
+
+def head_limited_protocol(max_header_bytes: int) -> type[asyncio.Protocol]:
+    """The HTTP protocol `serve()` runs: request heads over `max_header_bytes` (plus
+    `REQUEST_LINE_ALLOWANCE`) are answered 431 and the connection closed."""
+    return type(
+        "HeadLimitedHttpTools",
+        (_HeadLimitedHttpTools,),
+        {"head_limit": max_header_bytes + REQUEST_LINE_ALLOWANCE},
+    )
 
 
 Lifespan = Callable[[FastAPI], AbstractAsyncContextManager[None]]
@@ -152,6 +245,7 @@ def create_service_app(
     docs_url: str = "/docs",
     openapi_url: str = "/openapi.json",
     max_body_bytes: int = 64 * 1024,
+    max_header_bytes: int = MAX_HEADER_BYTES,
     **kwargs: Any,
 ) -> FastAPI:
     """A FastAPI app with the envelope handlers, request context and `/metrics` installed."""
@@ -166,7 +260,12 @@ def create_service_app(
         **kwargs,
     )
     install_error_handlers(app)
-    app.add_middleware(RequestContextMiddleware, service=service, max_body_bytes=max_body_bytes)
+    app.add_middleware(
+        RequestContextMiddleware,
+        service=service,
+        max_body_bytes=max_body_bytes,
+        max_header_bytes=max_header_bytes,
+    )
     app.include_router(metrics_router)
     return app
 
@@ -193,6 +292,7 @@ def uvicorn_config(app: FastAPI, *, settings: Settings, port: int) -> uvicorn.Co
         access_log=False,
         proxy_headers=bool(trusted),
         forwarded_allow_ips=trusted or [],
+        http=head_limited_protocol(settings.max_header_bytes),
         timeout_graceful_shutdown=int(settings.worker_shutdown_seconds) + 5,
     )
 

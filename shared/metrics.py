@@ -3,12 +3,23 @@
 Metric objects live in the default registry at module level (the one allowed kind of module
 state). Service-specific metrics are defined next to the code that updates them, with the
 `notifications_` prefix.
+
+`/metrics` tells an attacker what runs and how busy it is, so with `METRICS_BEARER_TOKEN` set
+it needs `Authorization: Bearer <token>` (Prometheus: `authorization: {credentials: ...}`),
+compared in constant time; in production it stays closed until the token is set. A bearer
+token rather than a separate internal port: one listener per service, nothing more to expose
+or route, and the same scrape config on every service.
 """
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Response
+import hmac
+
+from fastapi import APIRouter, Request, Response
 from prometheus_client import CONTENT_TYPE_LATEST, Counter, Histogram, generate_latest
+
+from shared.errors import Unauthorized
+from shared.settings import Settings, get_settings
 
 HTTP_REQUESTS = Counter(
     "notifications_http_requests_total",
@@ -47,6 +58,27 @@ DEPENDENCY_FAILURES = Counter(
 metrics_router = APIRouter()
 
 
+def check_metrics_access(settings: Settings, authorization: str | None) -> None:
+    """Raise 401 unless this scrape may read the metrics (see the module docstring)."""
+    token = settings.metrics_bearer_token
+    if token is None:
+        if settings.environment != "production":
+            return
+        raise Unauthorized(
+            "metrics are closed: set METRICS_BEARER_TOKEN to scrape them",
+            headers={"WWW-Authenticate": "Bearer"},
+        )
+    scheme, _, presented = (authorization or "").partition(" ")
+    expected = token.get_secret_value().encode()
+    if scheme.lower() != "bearer" or not hmac.compare_digest(presented.strip().encode(), expected):
+        raise Unauthorized(
+            "metrics need the metrics bearer token", headers={"WWW-Authenticate": "Bearer"}
+        )
+
+
 @metrics_router.get("/metrics", include_in_schema=False)
-async def metrics() -> Response:
+async def metrics(request: Request) -> Response:
+    # Every service keeps its settings on the app; a bare app (a stand-in) reads the process's.
+    settings: Settings = getattr(request.app.state, "settings", None) or get_settings()
+    check_metrics_access(settings, request.headers.get("authorization"))
     return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)

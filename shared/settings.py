@@ -90,6 +90,13 @@ class Settings(BaseSettings):
 
     # --- request limits ------------------------------------------------------------------
     max_body_bytes: int = 64 * 1024
+    # Request headers over this many bytes in total (names and values) get 431.
+    max_header_bytes: int = 16 * 1024
+
+    # --- metrics -------------------------------------------------------------------------
+    # When set, `/metrics` needs `Authorization: Bearer <token>`. In production `/metrics` is
+    # closed (401) until it is set; elsewhere it is open without one.
+    metrics_bearer_token: SecretStr | None = None
 
     # --- workers ---------------------------------------------------------------------------
     worker_prefetch: int = 50

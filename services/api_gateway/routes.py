@@ -26,6 +26,7 @@ from services.api_gateway.schemas import (
     Accepted,
     CallbackResult,
     LegacySendRequest,
+    RequestId,
     SendCommand,
     SendRequest,
     StatusCallback,
@@ -60,7 +61,7 @@ _WHY = {
     404: "`user_not_found` or `template_not_found`",
     409: "`request_in_progress` (retry after `Retry-After`)",
     413: "body over 64 KiB",
-    422: "`validation_error`, `missing_variables` or `idempotency_key_reused`",
+    422: "`validation_error`, `missing_variables`, `unsafe_link` or `idempotency_key_reused`",
     429: "`rate_limited` (see `Retry-After`)",
     503: "`dependency_unavailable` (see `Retry-After`)",
 }
@@ -170,9 +171,8 @@ async def notification_status(
     store: StoreDep,
     limits: RateLimitsDep,
     api_key: CurrentApiKey,
-    ref: Annotated[
-        str, Path(max_length=255, description="The notification id or your `request_id`.")
-    ],
+    # Checked like a `request_id` (no NUL, which PostgreSQL text cannot hold): 422, not 500.
+    ref: Annotated[RequestId, Path(description="The notification id or your `request_id`.")],
 ) -> Response:
     await enforce_rate_limit(request, limits, api_key, scope="read", user_id=None)
     found = await store.find(api_key.id, ref)

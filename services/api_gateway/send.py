@@ -41,6 +41,7 @@ from shared.messaging.message import (
     TemplateRef,
 )
 from shared.notification_status import NotificationStatus
+from shared.rendering import missing_variables, unsafe_links
 
 logger = logging.getLogger("api_gateway.send")
 
@@ -239,10 +240,11 @@ def check_expiry(command: SendCommand, now: datetime) -> None:
 
 
 def check_variables(template: TemplateVersion, variables: dict[str, Any]) -> None:
-    """Every variable the version uses must be given, so a 202 never hides a render that
-    cannot succeed. A membership test against the list the template service computed when the
-    version was saved: the gateway never renders a template on its event loop."""
-    missing = sorted(set(template.variables) - variables.keys())
+    """Every variable the version uses must be given, and a link variable must hold an http,
+    https or mailto URL, so a 202 never hides a render that cannot succeed. Set tests against
+    what the template service found when the version was saved: the gateway never renders a
+    template on its event loop."""
+    missing = missing_variables(template.variables, variables)
     if missing:
         raise ValidationFailed(
             "missing variables: " + ", ".join(missing),
@@ -250,6 +252,16 @@ def check_variables(template: TemplateVersion, variables: dict[str, Any]) -> Non
             details=[
                 {"field": f"variables.{name}", "message": "required by the template"}
                 for name in missing
+            ],
+        )
+    unsafe = unsafe_links(template.link_variables, variables)
+    if unsafe:
+        raise ValidationFailed(
+            "links must be http, https or mailto URLs: " + ", ".join(unsafe),
+            code="unsafe_link",
+            details=[
+                {"field": f"variables.{path}", "message": "must be an http, https or mailto URL"}
+                for path in unsafe
             ],
         )
 

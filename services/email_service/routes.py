@@ -14,7 +14,7 @@ from pydantic import BaseModel, Field
 from services.email_service.compose import OutgoingEmail, message_id_for
 from services.email_service.sender import EmailSender, provider_id
 from shared.auth import InternalKey
-from shared.envelope import ok
+from shared.envelope import ErrorEnvelope, ok
 from shared.errors import AppError, DependencyUnavailable, ValidationFailed
 from shared.messaging.delivery import PermanentFailure, TransientFailure
 
@@ -33,7 +33,28 @@ class SmtpRejected(AppError):
     status_code, code, message = 502, "smtp_rejected", "the SMTP server refused the message"
 
 
-@router.post("/test-email", summary="Send one email directly (internal key)")
+@router.post(
+    "/test-email",
+    summary="Send one email directly (internal key)",
+    responses={
+        400: {"model": ErrorEnvelope, "description": "malformed JSON (`invalid_json`)"},
+        401: {"model": ErrorEnvelope, "description": "`invalid_internal_key`"},
+        413: {"model": ErrorEnvelope, "description": "body over the size limit"},
+        422: {
+            "model": ErrorEnvelope,
+            "description": "invalid input (`validation_error`, `invalid_email`)",
+        },
+        502: {
+            "model": ErrorEnvelope,
+            "description": "the SMTP server refused it (`smtp_rejected`)",
+        },
+        503: {
+            "model": ErrorEnvelope,
+            "description": "no SMTP server or no sender running (`smtp_unavailable`, "
+            "`dependency_unavailable`)",
+        },
+    },
+)
 async def send_test_email(body: TestEmail, request: Request, _: InternalKey) -> dict[str, Any]:
     sender: EmailSender | None = getattr(request.app.state, "sender", None)
     if sender is None:

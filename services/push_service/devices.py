@@ -3,6 +3,10 @@
 Best effort on purpose: a token FCM called dead stays dead, so if the user service is down
 the next notification to that user meets the same answer and tries the removal again. A
 failed removal is logged and counted, never allowed to fail the delivery.
+
+The token goes in the request body, not the URL: an HTTP client logs the URLs it calls (httpx
+does, at INFO) and servers and proxies log the paths they serve, so a token in a URL ends up
+in somebody's log. Our own lines carry only its fingerprint.
 """
 
 from __future__ import annotations
@@ -10,7 +14,6 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Iterable
-from urllib.parse import quote
 
 import httpx
 
@@ -20,6 +23,8 @@ from shared.metrics import DEPENDENCY_FAILURES
 from shared.settings import Settings
 
 logger = logging.getLogger("services.push_service.devices")
+
+REMOVE_PATH = "/internal/v1/devices/remove"
 
 
 class DeviceRegistry:
@@ -36,9 +41,8 @@ class DeviceRegistry:
 
     async def remove(self, token: str) -> bool:
         """Ask the user service to forget `token`; True when it answered 2xx."""
-        path = f"/internal/v1/devices/by-token/{quote(token, safe='')}"
         try:
-            response = await self._client.delete(path)
+            response = await self._client.post(REMOVE_PATH, json={"token": token})
         except httpx.HTTPError as exc:
             DEPENDENCY_FAILURES.labels("push_service", "user_service").inc()
             logger.warning(

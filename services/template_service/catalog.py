@@ -1,14 +1,16 @@
 """The template use cases: save (new version, active), roll back, delete, find, render.
 
 Routes translate HTTP into these calls; every write runs in one transaction that holds the
-template row lock, so version numbers are taken one at a time.
+template row lock, so version numbers are taken one at a time. Template source comes from
+users, so it is compiled and rendered only in the render pool's child processes
+(`shared/render_pool.py`), never in this process.
 """
 
 from __future__ import annotations
 
-import asyncio
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any
 
@@ -16,6 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from services.template_service import repository as repo
 from services.template_service.errors import (
+    RenderBusy,
     TemplateExists,
     TemplateNotFound,
     VersionNotFound,
@@ -44,14 +47,8 @@ from services.template_service.schemas import (
 from services.template_service.settings import TemplateSettings
 from shared.db import session_scope
 from shared.errors import ValidationFailed
-from shared.rendering import (
-    RenderError,
-    TemplateFields,
-    channel_fields,
-    nest_data,
-    render,
-    validate,
-)
+from shared.render_pool import RenderPool, RenderPoolBusy
+from shared.rendering import Analysis, RenderError, TemplateFields, channel_fields, nest_data
 
 
 def version_out(template: Template, row: TemplateVersion) -> VersionOut:
@@ -69,6 +66,7 @@ def version_out(template: Template, row: TemplateVersion) -> VersionOut:
         data=row.data,
         image_url=row.image_url,
         variables=list(row.variables),
+        link_variables=list(row.link_variables),
         created_by=row.created_by,
         created_at=row.created_at,
     )
@@ -89,28 +87,64 @@ def template_out(template: Template, locales: Sequence[tuple[str, int, int]]) ->
     )
 
 
-def prepare(body: VersionFields) -> tuple[dict[str, Any], list[str]]:
-    """The stored values and the variables they use; refuses a body that does not fit its
-    channel or does not compile (422 naming the field and line)."""
+class TemplateRenderer:
+    """The catalog's only way to compile or render: jobs go to the render pool, and its
+    failures become the service's errors (422 with a stable code, 503 when it is saturated)."""
+
+    def __init__(self, pool: RenderPool) -> None:
+        self.pool = pool
+
+    @classmethod
+    def from_settings(cls, settings: TemplateSettings) -> TemplateRenderer:
+        return cls(
+            RenderPool(
+                workers=settings.template_render_workers,
+                memory_bytes=settings.template_render_memory_mb * 1024 * 1024,
+                timeout_seconds=settings.template_render_timeout_seconds,
+            )
+        )
+
+    async def start(self) -> None:
+        await self.pool.start()
+
+    async def close(self) -> None:
+        await self.pool.close()
+
+    async def prepare(self, body: VersionFields) -> tuple[dict[str, Any], Analysis]:
+        """The stored values and what they need; refuses a body that does not fit its channel
+        or does not compile (422 naming the field and line)."""
+        fields = _fields_of(body)
+        with _translated():
+            return body.values(), await self.pool.analyse(fields)
+
+    async def render(self, fields: TemplateFields, variables: Mapping[str, Any]) -> dict[str, Any]:
+        with _translated():
+            return nest_data(await self.pool.render(fields, variables))
+
+    async def preview(self, body: PreviewRequest) -> tuple[Analysis, dict[str, Any]]:
+        """Compile and render a draft in one job: one timeout bounds the whole preview."""
+        fields = _fields_of(body)
+        with _translated():
+            analysis, rendered = await self.pool.preview(fields, body.variables)
+        return analysis, nest_data(rendered)
+
+
+def _fields_of(body: VersionFields) -> TemplateFields:
     errors = body.check_channel()
     if errors:
         raise ValidationFailed("the fields do not fit the channel", details=errors)
-    values = body.values()
-    fields = channel_fields(body.channel, values)
-    try:
-        validate(fields.fields, fields.html_fields)
-    except RenderError as exc:
-        raise render_error(exc) from exc
-    return values, sorted(fields.variables())
+    return channel_fields(body.channel, body.values())
 
 
-async def render_fields(fields: TemplateFields, variables: Mapping[str, Any]) -> dict[str, Any]:
-    """Render off the event loop: a hostile template spends its budget in a worker thread."""
+@contextmanager
+def _translated() -> Iterator[None]:
+    """The pool's failures as the service's errors."""
     try:
-        rendered = await asyncio.to_thread(render, fields, variables)
+        yield
     except RenderError as exc:
         raise render_error(exc) from exc
-    return nest_data(rendered)
+    except RenderPoolBusy as exc:
+        raise RenderBusy() from exc
 
 
 async def _save_active_version(
@@ -118,7 +152,7 @@ async def _save_active_version(
     template_id: uuid.UUID,
     locale: str,
     values: dict[str, Any],
-    variables: list[str],
+    analysis: Analysis,
     created_by: str | None,
 ) -> TemplateVersion:
     """The next version number for (template, locale), saved and made active; the caller
@@ -130,7 +164,8 @@ async def _save_active_version(
         locale=locale,
         version=number,
         values=values,
-        variables=variables,
+        variables=analysis.variables,
+        link_variables=analysis.link_variables,
         created_by=created_by,
     )
     await repo.set_active(session, template_id, locale, number)
@@ -139,15 +174,19 @@ async def _save_active_version(
 
 class TemplateCatalog:
     def __init__(
-        self, sessions: async_sessionmaker[AsyncSession], settings: TemplateSettings
+        self,
+        sessions: async_sessionmaker[AsyncSession],
+        settings: TemplateSettings,
+        renderer: TemplateRenderer,
     ) -> None:
         self.sessions = sessions
         self.default_locale = normalize_locale(settings.default_locale)
+        self.renderer = renderer
 
     # --- writes ------------------------------------------------------------------------
 
     async def create(self, body: TemplateCreate, created_by: str | None) -> CreatedOut:
-        values, variables = prepare(body)
+        values, analysis = await self.renderer.prepare(body)
         locale = body.locale or self.default_locale
         async with session_scope(self.sessions) as session:
             template = await repo.insert_template(
@@ -161,7 +200,7 @@ class TemplateCatalog:
             if template is None:
                 template = await self._revive(session, body)
             row = await _save_active_version(
-                session, template.id, locale, values, variables, created_by
+                session, template.id, locale, values, analysis, created_by
             )
             await session.refresh(template)
             locales = (await repo.locales_of(session, [template.id])).get(template.id, [])
@@ -183,12 +222,12 @@ class TemplateCatalog:
         return template
 
     async def update(self, code: str, body: TemplateUpdate, created_by: str | None) -> VersionOut:
-        values, variables = prepare(body)
+        values, analysis = await self.renderer.prepare(body)
         locale = body.locale or self.default_locale
         async with session_scope(self.sessions) as session:
             template = await self._template(session, code, body.channel, for_update=True)
             row = await _save_active_version(
-                session, template.id, locale, values, variables, created_by
+                session, template.id, locale, values, analysis, created_by
             )
             changes = {
                 k: v
@@ -325,7 +364,7 @@ class TemplateCatalog:
         else:
             chosen = await self.active(code, body.channel, body.locale)
         fields = channel_fields(chosen.channel, chosen.model_dump())
-        rendered = await render_fields(fields, body.variables)
+        rendered = await self.renderer.render(fields, body.variables)
         return RenderOut(
             code=code,
             channel=chosen.channel,
@@ -333,12 +372,17 @@ class TemplateCatalog:
             version=chosen.version,
             rendered=rendered,
             variables=chosen.variables,
+            link_variables=chosen.link_variables,
         )
 
     async def preview(self, body: PreviewRequest) -> RenderOut:
-        values, variables = prepare(body)
-        rendered = await render_fields(channel_fields(body.channel, values), body.variables)
-        return RenderOut(channel=body.channel, rendered=rendered, variables=variables)
+        analysis, rendered = await self.renderer.preview(body)
+        return RenderOut(
+            channel=body.channel,
+            rendered=rendered,
+            variables=analysis.variables,
+            link_variables=analysis.link_variables,
+        )
 
     async def _template(
         self,

@@ -91,6 +91,8 @@ class TemplateVersion(Base):
     data: Mapped[dict[str, Any] | None] = mapped_column(JSONB, nullable=True)
     image_url: Mapped[str | None] = mapped_column(Text, nullable=True)
     variables: Mapped[list[str]] = mapped_column(JSONB, nullable=False)
+    # Variables (dotted paths) whose value starts a link; the gateway checks them at send.
+    link_variables: Mapped[list[str]] = mapped_column(JSONB, nullable=False, server_default="[]")
     created_by: Mapped[str | None] = mapped_column(String(64), nullable=True)
     created_at: Mapped[datetime] = mapped_column(
         DateTime(timezone=True), nullable=False, server_default=func.now()

@@ -178,6 +178,7 @@ async def insert_version(
     version: int,
     values: dict[str, Any],
     variables: list[str],
+    link_variables: list[str],
     created_by: str | None,
 ) -> TemplateVersion:
     row = TemplateVersion(
@@ -185,6 +186,7 @@ async def insert_version(
         locale=locale,
         version=version,
         variables=variables,
+        link_variables=link_variables,
         created_by=created_by,
         **values,
     )

@@ -6,7 +6,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Path, Query, status
 
-from services.template_service.deps import Admin, CatalogDep, Reader
+from services.template_service.deps import Admin, CatalogDep, Editor, Reader, RenderReader
 from services.template_service.schemas import (
     ActivateRequest,
     Channel,
@@ -51,13 +51,16 @@ _WHY = {
     400: "malformed JSON (`invalid_json`)",
     401: "missing or bad credentials (`unauthorized`, `invalid_token`, `invalid_internal_key`)",
     403: "needs an admin (`forbidden`)",
+    429: "too many renders by this user this minute (`rate_limited`, with `Retry-After`)",
+    503: "every template renderer is busy (`render_busy`, with `Retry-After`)",
     404: "no such template or version (`template_not_found`, `template_version_not_found`)",
     409: "the template exists (`template_exists`)",
     413: "body over the size limit (`payload_too_large`)",
     422: (
         "invalid input (`validation_error`), a template that does not compile "
-        "(`template_syntax_error`), missing variables (`missing_variables`) or a render that "
-        "failed or ran out of budget (`template_render_failed`); `details` names the fields"
+        "(`template_syntax_error`), missing variables (`missing_variables`), a link variable "
+        "that is not an http, https or mailto URL (`unsafe_link`) or a render that failed or "
+        "ran out of budget (`template_render_failed`); `details` names the fields"
     ),
 }
 
@@ -75,7 +78,7 @@ router = APIRouter(prefix="/api/v1", tags=["templates"])
 @router.post(
     "/templates",
     status_code=status.HTTP_201_CREATED,
-    **answers(CreatedOut, *BODY, 401, 403, 409),
+    **answers(CreatedOut, *BODY, 401, 403, 409, 503),
     summary="Create a template with its first (active) version (admin)",
 )
 async def create_template(body: TemplateCreate, admin: Admin, catalog: CatalogDep) -> Body:
@@ -108,10 +111,10 @@ async def list_templates(
 
 @router.post(
     "/templates/preview",
-    **answers(RenderOut, *BODY, 401),
-    summary="Render an unsaved draft (for editors)",
+    **answers(RenderOut, *BODY, 401, 403, 429, 503),
+    summary="Render an unsaved draft (editors, i.e. admins; rate limited per user)",
 )
-async def preview_template(body: PreviewRequest, _: Reader, catalog: CatalogDep) -> Body:
+async def preview_template(body: PreviewRequest, _: Editor, catalog: CatalogDep) -> Body:
     return ok(await catalog.preview(body), "preview rendered")
 
 
@@ -128,7 +131,7 @@ async def get_template(
 
 @router.put(
     "/templates/{code}",
-    **answers(VersionOut, *BODY, 401, 403, 404),
+    **answers(VersionOut, *BODY, 401, 403, 404, 503),
     summary="Save a new version for (channel, locale) and make it active (admin)",
 )
 async def update_template(
@@ -179,11 +182,11 @@ async def activate_version(
 
 @router.post(
     "/templates/{code}/render",
-    **answers(RenderOut, *BODY, 401, 404),
-    summary="Render the active (or a given) version with variables",
+    **answers(RenderOut, *BODY, 401, 404, 429, 503),
+    summary="Render the active (or a given) version with variables (rate limited per user)",
 )
 async def render_template(
-    code: CodePath, body: RenderRequest, _: Reader, catalog: CatalogDep
+    code: CodePath, body: RenderRequest, _: RenderReader, catalog: CatalogDep
 ) -> Body:
     return ok(await catalog.render(code, body), "rendered")
 

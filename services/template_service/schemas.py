@@ -188,6 +188,7 @@ class RenderOut(BaseModel):
     version: int | None = None
     rendered: dict[str, Any]
     variables: list[str]
+    link_variables: list[str] = Field(default_factory=list)
 
 
 class DeletedOut(BaseModel):

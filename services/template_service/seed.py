@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from services.template_service import repository as repo
-from services.template_service.catalog import TemplateCatalog
+from services.template_service.catalog import TemplateCatalog, TemplateRenderer
 from services.template_service.errors import TemplateExists
 from services.template_service.schemas import TemplateCreate
 from services.template_service.settings import template_settings
@@ -41,9 +41,10 @@ WELCOME_PUSH = TemplateCreate(
 async def seed_demo(settings: Settings) -> dict[str, Any]:
     service_settings = template_settings(settings)
     engine = create_engine(service_settings, application_name="template_service-seed")
+    renderer = TemplateRenderer.from_settings(service_settings)  # starts only if it creates
     try:
         sessions = create_session_factory(engine)
-        catalog = TemplateCatalog(sessions, service_settings)
+        catalog = TemplateCatalog(sessions, service_settings, renderer)
         seeded = []
         for body in (WELCOME_EMAIL, WELCOME_PUSH):
             async with session_scope(sessions) as session:
@@ -60,6 +61,7 @@ async def seed_demo(settings: Settings) -> dict[str, Any]:
             seeded.append({"code": body.code, "channel": body.channel, "created": created})
         return {"templates": seeded}
     finally:
+        await renderer.close()
         await engine.dispose()
 
 

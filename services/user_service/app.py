@@ -47,6 +47,7 @@ def create_app(settings: Settings | None = None, *, keys: SigningKeys | None = N
         docs_url="/api/docs",
         openapi_url="/api/openapi.json",
         max_body_bytes=service_settings.max_body_bytes,
+        max_header_bytes=service_settings.max_header_bytes,
     )
     app.state.settings = service_settings
 

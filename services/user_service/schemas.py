@@ -251,3 +251,12 @@ class DeviceOut(BaseModel):
     token: str
     platform: Platform
     created_at: datetime
+
+
+# --- internal ------------------------------------------------------------------------------
+
+
+class DeviceTokenRef(Input):
+    """A device token in a body, never in a URL: URLs end up in access logs and proxies."""
+
+    token: DeviceToken

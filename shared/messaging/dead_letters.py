@@ -35,7 +35,7 @@ from pydantic import BaseModel, ValidationError
 
 from shared.auth import InternalKey
 from shared.envelope import ok
-from shared.errors import DependencyUnavailable, NotFound
+from shared.errors import DependencyUnavailable, NotFound, error_responses
 from shared.messaging.message import Channel, NotificationMessage
 from shared.messaging.publisher import Publisher, PublishError
 from shared.messaging.topology import FAILED_QUEUE, WORK_QUEUES
@@ -267,11 +267,29 @@ def _dead_letters(request: Request) -> DeadLetters:
     return dead_letters
 
 
+_WHY = {
+    400: "malformed JSON (`invalid_json`)",
+    401: "a valid `X-Internal-API-Key` is required (`invalid_internal_key`)",
+    404: "no such message in the dead letters (`dead_letter_not_found`)",
+    413: "body over the size limit (`payload_too_large`)",
+    422: "invalid input (`validation_error`)",
+    503: "the worker is not connected to the broker (`dependency_unavailable`)",
+}
+
+
+def _errors(*codes: int) -> dict[int | str, dict[str, Any]]:
+    return error_responses(_WHY, *codes)
+
+
 def dead_letter_router() -> APIRouter:
     """`/admin/dlq` routes; the app keeps a `DeadLetters` on `app.state.dead_letters`."""
     router = APIRouter(prefix="/admin/dlq", tags=["admin"])
 
-    @router.get("", summary="List this channel's dead letters")
+    @router.get(
+        "",
+        summary="List this channel's dead letters",
+        responses=_errors(401, 422, 503),
+    )
     async def list_dead_letters(
         request: Request,
         _: InternalKey,
@@ -282,7 +300,11 @@ def dead_letter_router() -> APIRouter:
         )
         return page_of(items, total, pagination, f"{total} dead letters")
 
-    @router.post("/replay", summary="Replay one or all of this channel's dead letters")
+    @router.post(
+        "/replay",
+        summary="Replay one or all of this channel's dead letters",
+        responses=_errors(400, 401, 404, 413, 422, 503),
+    )
     async def replay_dead_letters(
         request: Request,
         _: InternalKey,
@@ -295,7 +317,11 @@ def dead_letter_router() -> APIRouter:
             message=f"{len(report.replayed)} replayed, {len(report.skipped)} skipped",
         )
 
-    @router.delete("", summary="Purge this channel's dead letters")
+    @router.delete(
+        "",
+        summary="Purge this channel's dead letters",
+        responses=_errors(401, 503),
+    )
     async def purge_dead_letters(request: Request, _: InternalKey) -> dict[str, Any]:
         purged = await _dead_letters(request).purge()
         return ok({"purged": purged}, message=f"{purged} dead letters purged")

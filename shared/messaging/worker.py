@@ -109,6 +109,7 @@ def create_worker_app(
         description=description,
         lifespan=lifespan,
         max_body_bytes=settings.max_body_bytes,
+        max_header_bytes=settings.max_header_bytes,
     )
     app.state.settings = settings
     app.state.dead_letters = None

@@ -7,14 +7,21 @@ import time
 import pytest
 
 from shared.rendering import (
+    Analysis,
     MissingVariables,
     RenderBudgetExceeded,
     RenderError,
     TemplateFields,
     TemplateSyntaxInvalid,
+    UnsafeLink,
+    _text_size,
+    analyse,
     channel_fields,
+    is_allowed_link,
+    missing_variables,
     nest_data,
     render,
+    unsafe_links,
     validate,
     variables_used,
 )
@@ -167,3 +174,146 @@ def test_email_fields_escape_only_the_html_body() -> None:
         "email", {"subject": "{{ n }}", "text_body": "{{ n }}", "html_body": "{{ n }}"}
     )
     assert render(fields, {"n": "<"}) == {"subject": "<", "text_body": "<", "html_body": "&lt;"}
+
+
+# Hostile payloads of the kind a security review found (a `sum` that stalled a service for
+# seconds, a 70-byte `tojson` that built megabytes), ten times larger: the cooperative guards
+# refuse them before they allocate.
+AMPLIFIED = {
+    "sum over shared lists": "{{ ([range(10000)|list] * 10000)|sum(start=[])|length }}",
+    "tojson of a shared list": "{{ ([range(9999)|list] * 999)|tojson|length }}",
+    "pprint of nested sharing": "{% set a = [[range(999)|list] * 999] * 999 %}{{ a|pprint|length }}",
+    "output of nested sharing": "{% set a = [[range(999)|list] * 999] * 999 %}{{ a }}",
+    "concat of nested sharing": "{% set a = [[range(999)|list] * 999] * 999 %}{{ (a ~ '')|length }}",
+    "deep comparison": (
+        "{% set a = [[range(999)|list] * 999] * 999 %}{% set b = [[range(999)|list] * 999] * 999 %}"
+        "{{ a == b }}"
+    ),
+    "join of nested items": "{% set a = [[range(999)|list] * 999] * 99 %}{{ a|join(',')|length }}",
+    "format of a nested value": "{% set a = [[range(999)|list] * 999] * 99 %}{{ '%s' % [a] }}",
+    "string filter": "{% set a = [[range(999)|list] * 999] * 99 %}{{ a|string|length }}",
+}
+
+
+@pytest.mark.parametrize("source", AMPLIFIED.values(), ids=AMPLIFIED.keys())
+def test_amplified_payloads_are_refused_before_they_allocate(source: str) -> None:
+    started = time.monotonic()
+    with pytest.raises(RenderBudgetExceeded):
+        render(text(source), {}, time_budget=0.5)
+    assert time.monotonic() - started < 0.5
+
+
+def test_sum_still_adds_numbers_attributes_and_small_lists() -> None:
+    source = (
+        "{{ [1, 2, 3]|sum }} {{ [{'p': 1}, {'p': 2}]|sum(attribute='p') }} "
+        "{{ [[1], [2, 3]]|sum(start=[]) }} {{ [(1,), (2,)]|sum(start=()) }}"
+    )
+    assert render(text(source), {})["text_body"] == "6 3 [1, 2, 3] (1, 2)"
+
+
+def test_text_size_counts_shared_parts_and_stops_at_the_limit() -> None:
+    inner = list(range(1000))
+    assert _text_size("abc", 10) == 3
+    assert len(str(inner)) <= _text_size(inner, 10**6) < 4 * len(str(inner))
+    assert _text_size([[inner] * 1000] * 1000, 1000) <= 3000  # stopped early
+
+
+# --- links ---------------------------------------------------------------------------------
+
+
+def html(source: str) -> TemplateFields:
+    return TemplateFields({"html_body": source})
+
+
+@pytest.mark.parametrize(
+    ("source", "expected"),
+    [
+        ('<a href="{{ link }}">x</a>', {"link"}),
+        ("<A HREF='{{ user.url }}'><img src=\"{{ pic }}\"></A>", {"user.url", "pic"}),
+        ("<img src = \"{{ i['k'] }}\">", {"i.k"}),
+        ("<a href={{ bare }}>x</a>", {"bare"}),
+        ('<a href="{{ link|trim }}">', {"link"}),
+        ('<a href="java{{ rest }}">', {"rest"}),
+        ('<a title="{{ t }}" href="{{ a }}{{ b }}">', {"a"}),
+        ('<a href="https://example.com/{{ path }}">', set()),
+        ('<a href="/{{ path }}">', set()),
+        ('<!-- <a href="{{ c }}"> --><p>{{ c }}</p>', set()),
+        ('{% for l in links %}<a href="{{ l }}">{% endfor %}', set()),  # a loop variable
+        ("<p>{{ link }}</p>", set()),
+    ],
+)
+def test_link_variables_are_those_that_start_a_url_attribute(
+    source: str, expected: set[str]
+) -> None:
+    assert html(source).link_variables() == expected
+
+
+def test_a_push_image_url_is_a_link_as_a_whole() -> None:
+    push = channel_fields(
+        "push", {"title": "t", "body": "b", "image_url": "{{ img }}", "data": {"k": "{{ v }}"}}
+    )
+    assert push.link_variables() == {"img"}
+    fixed = channel_fields("push", {"title": "t", "body": "b", "image_url": "https://c/{{ img }}"})
+    assert fixed.link_variables() == set()
+
+
+@pytest.mark.parametrize(
+    ("value", "allowed"),
+    [
+        ("https://example.com/a?b=c", True),
+        ("HTTP://EXAMPLE.COM", True),
+        ("mailto:someone@example.com", True),
+        ("javascript:alert(1)", False),
+        ("  JavaScript:alert(1)", False),
+        ("java\tscript:alert(1)", False),
+        ("\x01javascript:alert(1)", False),
+        ("data:text/html,<script>", False),
+        ("vbscript:x", False),
+        ("/relative/path", False),
+        ("//evil.example", False),
+        ("", False),
+    ],
+)
+def test_only_http_https_and_mailto_links_are_allowed(value: str, allowed: bool) -> None:
+    assert is_allowed_link(value) is allowed
+
+
+def test_a_render_refuses_a_link_variable_naming_it() -> None:
+    source = '<a href="{{ link }}">go</a> <img src="{{ user.pic }}">'
+    with pytest.raises(UnsafeLink) as exc:
+        render(html(source), {"link": "javascript:alert(1)", "user": {"pic": "https://p"}})
+    assert exc.value.names == ["link"] and exc.value.code == "unsafe_link"
+    ok = render(html(source), {"link": "https://a/?x=1&y=2", "user": {"pic": "https://p"}})
+    assert ok["html_body"] == '<a href="https://a/?x=1&amp;y=2">go</a> <img src="https://p">'
+
+
+def test_an_unquoted_link_cannot_smuggle_another_attribute() -> None:
+    with pytest.raises(UnsafeLink):
+        render(html("<a href={{ link }}>go</a>"), {"link": "https://a onclick=alert(1)"})
+
+
+def test_a_link_built_in_a_macro_is_checked_at_render() -> None:
+    source = '{% macro go(u) %}<a href="{{ u }}">go</a>{% endmacro %}{{ go(link) }}'
+    assert html(source).link_variables() == set()  # not visible statically...
+    with pytest.raises(UnsafeLink):  # ...but refused when rendered
+        render(html(source), {"link": "javascript:alert(1)"})
+
+
+def test_unsafe_links_checks_stored_paths_without_rendering() -> None:
+    variables = {"link": "javascript:x", "user": {"url": "https://ok"}, "items": [1], "n": 5}
+    assert unsafe_links(["link", "user.url", "items.0", "absent", "n"], variables) == [
+        "link",
+        "n",
+    ]
+    assert unsafe_links(["user.url"], {"user": {"url": "data:x"}}) == ["user.url"]
+
+
+def test_missing_variables_compares_stored_names_with_the_given_ones() -> None:
+    assert missing_variables(["b", "a", "c"], {"c": 1}) == ["a", "b"]
+
+
+def test_analyse_lists_required_and_link_variables() -> None:
+    fields = channel_fields(
+        "email", {"subject": "{{ s }}", "text_body": "{{ t }}", "html_body": '<a href="{{ u }}">'}
+    )
+    assert analyse(fields) == Analysis(variables=["s", "t", "u"], link_variables=["u"])

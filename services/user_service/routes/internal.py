@@ -6,12 +6,12 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-from fastapi import APIRouter, Depends, Path, Response
+from fastapi import APIRouter, Depends, Response
 
 from services.user_service.deps import AccountsDep, AuthDep
 from services.user_service.errors import user_not_found
-from services.user_service.routes import error_responses
-from services.user_service.schemas import TokenVersionOut
+from services.user_service.routes import BODY, error_responses
+from services.user_service.schemas import DeviceTokenRef, TokenVersionOut
 from shared.auth import require_internal_key
 from shared.contracts import Contact
 from shared.envelope import Envelope, ok
@@ -51,14 +51,13 @@ async def get_token_version(user_id: uuid.UUID, auth: AuthDep) -> dict[str, Any]
     return ok(TokenVersionOut(user_id=user_id, token_version=version))
 
 
-@router.delete(
-    "/devices/by-token/{token:path}",
+@router.post(
+    "/devices/remove",
     response_model=Envelope[dict[str, bool]],
     summary="Forget a dead push token (200 whether or not it existed)",
-    responses=error_responses(401),
+    responses=error_responses(*BODY, 401),
 )
-async def delete_device_by_token(
-    accounts: AccountsDep, token: str = Path(min_length=1, max_length=4096)
-) -> dict[str, Any]:
-    removed = await accounts.remove_device_by_token(token)
+async def remove_device_by_token(body: DeviceTokenRef, accounts: AccountsDep) -> dict[str, Any]:
+    """The token travels in the body so that no URL, and so no access log, carries it."""
+    removed = await accounts.remove_device_by_token(body.token)
     return ok({"removed": removed}, "device removed" if removed else "device already gone")

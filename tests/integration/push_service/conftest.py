@@ -117,8 +117,9 @@ async def users() -> AsyncIterator[UserServiceStub]:
     stub = UserServiceStub(f"http://127.0.0.1:{port}")
     app = FastAPI()
 
-    @app.delete("/internal/v1/devices/by-token/{token}")
-    async def remove(token: str, request: Request) -> dict[str, Any]:
+    @app.post("/internal/v1/devices/remove")
+    async def remove(request: Request) -> dict[str, Any]:
+        token = (await request.json())["token"]
         stub.removed.append((token, request.headers.get("x-internal-api-key")))
         return ok({"removed": True})
 

@@ -10,13 +10,18 @@ import httpx
 import pytest
 
 from services.template_service.app import create_app
+from services.template_service.settings import template_settings
 from shared.settings import Settings
 from tests.identity import bearer, create_account, mint_token
 
 
 @pytest.fixture(scope="session")
 async def ts_client(base_settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
-    app = create_app(base_settings)
+    # Many tests render with the same two tokens: the per-user limit has its own test.
+    settings = template_settings(base_settings).model_copy(
+        update={"template_render_rate_limit_per_minute": 100_000}
+    )
+    app = create_app(settings)
     async with app.router.lifespan_context(app):
         transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
         async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:

@@ -46,7 +46,7 @@ async def test_contact_needs_the_internal_key(
         response = await client.get(f"{INTERNAL}/users/{account.id}/contact", headers=headers)
         assert response.status_code == 401
         assert response.json()["error"] == "invalid_internal_key"
-        gone = await client.delete(f"{INTERNAL}/devices/by-token/x", headers=headers)
+        gone = await client.post(f"{INTERNAL}/devices/remove", json={"token": "x"}, headers=headers)
         assert gone.status_code == 401
 
 
@@ -188,7 +188,9 @@ async def test_every_change_invalidates_the_cached_contact(
 
     await client.post(f"{users}/devices", headers=h, json={"token": "inv/2:x", "platform": "web"})
     await warm()
-    gone = await client.delete(f"{INTERNAL}/devices/by-token/inv/2:x", headers=internal_headers)
+    gone = await client.post(
+        f"{INTERNAL}/devices/remove", json={"token": "inv/2:x"}, headers=internal_headers
+    )
     assert gone.status_code == 200 and gone.json()["data"] == {"removed": True}
     contact = await _assert_invalidated(client, internal_headers, redis_client, key, account.id)
     assert contact["devices"] == []
@@ -233,11 +235,13 @@ async def test_the_cache_is_really_used(
     assert (await _contact(client, internal_headers, account.id))["name"] == "Sneaky"
 
 
-async def test_delete_by_token_is_200_when_already_gone(
+async def test_remove_by_token_is_200_when_already_gone(
     client: httpx.AsyncClient, internal_headers: dict[str, str]
 ) -> None:
-    response = await client.delete(
-        f"{INTERNAL}/devices/by-token/never-existed-{uuid.uuid4().hex}", headers=internal_headers
+    response = await client.post(
+        f"{INTERNAL}/devices/remove",
+        json={"token": f"never-existed-{uuid.uuid4().hex}"},
+        headers=internal_headers,
     )
     assert response.status_code == 200
     assert response.json()["data"] == {"removed": False}
