@@ -13,8 +13,8 @@ from urllib.parse import urlsplit
 
 import httpx
 import pytest
-from shared.devtools.stack import ProcessSpec
 
+from devtools.stack import ProcessSpec
 from tests.security.conftest import SecurityStack
 
 SERVICES = ("api_gateway", "user_service", "template_service", "email_service", "push_service")
