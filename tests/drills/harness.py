@@ -23,10 +23,10 @@ import asyncpg
 import httpx
 from sqlalchemy.engine import make_url
 
-from devtools.stack import Stack, default_specs, settings_env
+from devtools.stack import Stack, default_specs
 from scripts.seed import seed_all
 from shared.settings import Settings
-from tests.e2e.conftest import stack_settings
+from tests.e2e.conftest import stack_env, stack_settings
 
 
 @dataclass
@@ -66,7 +66,7 @@ class Drill:
         self.run_marker = uuid.uuid4().hex[:8]
         self.sent: list[Sent] = []
         self.last_errors: Counter[str | None] = Counter()
-        self.stack = Stack(default_specs(settings), settings_env(settings), log_dir)
+        self.stack = Stack(default_specs(settings), stack_env(settings), log_dir)
 
     @classmethod
     async def create(

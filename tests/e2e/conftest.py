@@ -12,6 +12,7 @@ import pytest
 from devtools.stack import Stack, default_specs, free_port, settings_env
 from scripts.seed import seed_all
 from shared.settings import Settings
+from tests.conftest import RELAXED_USER_SERVICE
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -49,6 +50,15 @@ def stack_settings_fixture(base_settings: Settings, make_vhost: Callable[[str], 
     return stack_settings(base_settings, make_vhost("e2e"))
 
 
+def stack_env(settings: Settings) -> dict[str, str]:
+    """The environment of a test stack: `settings`, plus the user service's relaxed limits
+    (tests register and log in far more often from one address than any person would)."""
+    return {
+        **settings_env(settings),
+        **{k.upper(): str(v) for k, v in RELAXED_USER_SERVICE.items()},
+    }
+
+
 @pytest.fixture(scope="module")
 def seeded(stack_settings_fixture: Settings) -> dict[str, object]:
     return asyncio.run(seed_all(stack_settings_fixture))
@@ -62,7 +72,7 @@ def stack(
 ) -> Iterator[Stack]:
     log_dir = tmp_path_factory.mktemp("stack-logs")
     running = Stack(
-        default_specs(stack_settings_fixture), settings_env(stack_settings_fixture), log_dir
+        default_specs(stack_settings_fixture), stack_env(stack_settings_fixture), log_dir
     )
     running.start()
     try:

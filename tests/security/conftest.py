@@ -20,13 +20,13 @@ from typing import Any
 import httpx
 import pytest
 
-from devtools.stack import Stack, default_specs, settings_env
+from devtools.stack import Stack, default_specs
 from scripts.seed import seed_all
 from services.template_service.app import create_app as create_template_service
 from services.user_service.app import create_app as create_user_service
 from shared.settings import Settings
 from tests.conftest import relaxed_user_service
-from tests.e2e.conftest import stack_settings
+from tests.e2e.conftest import stack_env, stack_settings
 from tests.identity import PASSWORD
 from tests.servers import serve_in_thread
 
@@ -151,7 +151,7 @@ def security_stack(
     )
     seeded = asyncio.run(seed_all(settings))
     running = Stack(
-        default_specs(settings), settings_env(settings), tmp_path_factory.mktemp("security-logs")
+        default_specs(settings), stack_env(settings), tmp_path_factory.mktemp("security-logs")
     )
     running.start()
     try:

@@ -9,7 +9,7 @@ import httpx
 import pytest
 from pydantic import SecretStr
 
-from shared.settings import Settings
+from shared.settings import DEMO_DEFAULTS, Settings
 from tests.security.conftest import SecurityStack
 
 SERVICES = ("api_gateway", "user_service", "template_service", "email_service", "push_service")
@@ -37,7 +37,16 @@ async def test_with_a_token_metrics_need_it(base_settings: Settings, service: st
 
 
 async def test_in_production_metrics_are_closed_without_a_token(base_settings: Settings) -> None:
-    production = base_settings.model_copy(update={"environment": "production"})
+    # A production configuration the settings accept (no demo values, real secrets); the app
+    # is only asked for /metrics, so nothing connects to the broker.
+    production = base_settings.model_copy(
+        update={
+            "environment": "production",
+            "internal_api_key": SecretStr("x" * 40),
+            "rabbitmq_url": "amqp://notifications:a-real-password@127.0.0.1:5672/",
+            **dict.fromkeys(DEMO_DEFAULTS),
+        }
+    )
     response = await _scrape(production, "template_service", {})
     assert response.status_code == 401
     assert "METRICS_BEARER_TOKEN" in response.json()["message"]

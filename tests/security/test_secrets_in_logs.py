@@ -9,11 +9,13 @@ the push worker. Then every log file of every process is searched for every valu
 
 from __future__ import annotations
 
+import pathlib
 import uuid
 from typing import Any
 
 import httpx
 
+from shared.settings import Settings
 from tests.conftest import wait_for
 from tests.security.conftest import SecurityStack
 
@@ -119,7 +121,7 @@ async def test_no_secret_reaches_any_log(security_stack: SecurityStack) -> None:
     secrets = {
         "API key": api_key,
         "internal key": internal_key,
-        "JWT secret": settings.jwt_secret.get_secret_value(),
+        "signing key": _signing_key_line(settings),
         "user password": password,
         "admin password": admin_password,
         "device token": device_token,
@@ -142,3 +144,8 @@ async def test_no_secret_reaches_any_log(security_stack: SecurityStack) -> None:
         if value in text
     ]
     assert not found, found
+
+
+def _signing_key_line(settings: Settings) -> str:
+    """The body of the user service's signing key (the PEM's base64 line)."""
+    return pathlib.Path(str(settings.jwt_private_key_file)).read_text().splitlines()[1]
