@@ -71,18 +71,18 @@ def build_send_request(
     metadata: Mapping[str, Any] | None,
     send_at: datetime | None,
 ) -> SendRequest:
-    """`send`'s keywords as a `SendRequest`; a missing `request_id` becomes a fresh UUID, so
-    the notification can be looked up by it and a retry is recognised as the same send."""
+    """`send`'s keywords as a `SendRequest` (without a `request_id`, it makes a fresh one)."""
+    fields: dict[str, Any] = {"request_id": request_id} if request_id is not None else {}
     return SendRequest(
         user_id=uuid.UUID(str(user_id)),
         template_code=template_code,
         notification_type=channel,
         variables=dict(variables or {}),
-        request_id=request_id or str(uuid.uuid4()),
         priority=priority,
         locale=locale,
         metadata=dict(metadata or {}),
         send_at=send_at,
+        **fields,
     )
 
 

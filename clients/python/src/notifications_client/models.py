@@ -68,7 +68,9 @@ class SendRequest(BaseModel):
     template_code: str
     notification_type: ChannelName = Channel.EMAIL
     variables: dict[str, Any] = Field(default_factory=dict)
-    request_id: str | None = None
+    # Names the notification for lookups and deduplicates its retries: keep the same value
+    # when you send the same notification again.
+    request_id: str = Field(default_factory=lambda: str(uuid.uuid4()))
     priority: Priority = "normal"
     locale: str | None = None
     metadata: dict[str, Any] = Field(default_factory=dict)

@@ -171,9 +171,13 @@ def _read_nothing(_: Envelope, __: httpx.Response) -> None:
 def send(request: SendRequest, idempotency_key: str | None) -> Operation[Accepted]:
     """The key defaults to the `request_id`, as the gateway's own default does, so a send
     repeated with the same `request_id` from another process is deduplicated too."""
-    key = idempotency_key or request.request_id
-    if key is None or not _valid_header_key(key):
-        key = None  # the gateway falls back to the body's request_id
+    key: str | None = request.request_id
+    if idempotency_key is not None:
+        if not _valid_header_key(idempotency_key):
+            raise ValueError("an idempotency key is 1-255 visible ASCII characters")
+        key = idempotency_key
+    elif not _valid_header_key(request.request_id):
+        key = None  # not a valid header value: the gateway falls back to the request_id
     return Operation(
         "POST", "/v1/notifications/send", _read_accepted, json=request.body(), idempotency_key=key
     )

@@ -424,7 +424,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             args.url, args.api_key, timeout=args.timeout, on_retry=out.retrying
         ) as client:
             return handler(args, client, out)
-    except UsageError as exc:
+    except (UsageError, ValueError) as exc:  # ValueError: an argument the client refused
         out.note(f"error: {exc}")
         return EXIT_USAGE
     except ConnectionFailed as exc:

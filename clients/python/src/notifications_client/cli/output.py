@@ -26,10 +26,13 @@ def jsonable(value: Any) -> Any:
 
 
 class Output:
-    def __init__(self, json_mode: bool, stdout: TextIO = sys.stdout, stderr: TextIO = sys.stderr):
+    def __init__(
+        self, json_mode: bool, stdout: TextIO | None = None, stderr: TextIO | None = None
+    ) -> None:
         self.json_mode = json_mode
-        self.stdout = stdout
-        self.stderr = stderr
+        # Looked up now, not at import: a caller (or a test) may have replaced them.
+        self.stdout = stdout or sys.stdout
+        self.stderr = stderr or sys.stderr
 
     def document(self, value: Any) -> None:
         """The one JSON document of a `--json` run."""
@@ -95,7 +98,7 @@ class Progress:
 
     WIDTH = 30
 
-    def __init__(self, total: int, stream: TextIO = sys.stderr) -> None:
+    def __init__(self, total: int, stream: TextIO) -> None:
         self.total = total
         self.done = 0
         self.failed = 0
