@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import io
+import json
 import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from notifications_client.cli import build_parser, main
-from notifications_client.cli.bulk import read_rows
+from notifications_client.cli import build_parser, bulk, main
+from notifications_client.cli.bulk import CHUNK_BYTES, CHUNK_ROWS, Row, chunks, read_rows
 from notifications_client.cli.output import Progress
 from notifications_client.cli.when import parse_moment
+from notifications_client.models import SendRequest
 
 NOW = datetime(2030, 1, 2, 12, 0, tzinfo=UTC)
 
@@ -62,6 +64,25 @@ def test_csv_rows_become_requests_with_stable_distinct_request_ids(tmp_path: Pat
     assert bad_priority.request is None and "priority" in (bad_priority.problem or "")
     assert no_user.request is None and no_user.problem == "missing user_id"
     assert [r.number for r in rows] == [2, 3, 4, 5, 6]
+
+
+def test_bulk_chunks_stay_under_the_row_and_body_limits(monkeypatch: pytest.MonkeyPatch) -> None:
+    def rows(count: int, size: int) -> list[tuple[Row, SendRequest]]:
+        made = []
+        for n in range(count):
+            request = SendRequest(
+                user_id=uuid.uuid4(), template_code="w", variables={"text": "x" * size}
+            )
+            made.append((Row(n + 2, request), request))
+        return made
+
+    by_size = list(chunks(rows(1200, 200)))
+    assert sum(len(c) for c in by_size) == 1200 and len(by_size) > 3
+    for chunk in by_size:
+        body = json.dumps({"notifications": [request.body() for _, request in chunk]})
+        assert len(body) < CHUNK_BYTES + 100
+    monkeypatch.setattr(bulk, "CHUNK_BYTES", 10**9)
+    assert [len(c) for c in chunks(rows(1200, 1))] == [CHUNK_ROWS, CHUNK_ROWS, 200]
 
 
 def test_the_progress_bar_counts_and_fails_visibly() -> None:

@@ -17,7 +17,7 @@ import csv
 import hashlib
 import json
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -30,7 +30,10 @@ from notifications_client.cli.when import parse_moment
 from notifications_client.errors import EndpointNotFound, NotificationsError
 from notifications_client.models import BulkItemResult, SendRequest
 
-CHUNK = 500  # rows per bulk request; the endpoint takes up to 1,000
+CHUNK_ROWS = 500  # rows per bulk request; the endpoint takes up to 1,000
+# The gateway refuses bodies over 64 KiB (MAX_BODY_BYTES) before routing, so a chunk stays
+# under it: larger, an older gateway would answer 413 instead of the 404 that says "no bulk".
+CHUNK_BYTES = 60_000
 _ALIASES = {
     "user": "user_id",
     "template": "template_code",
@@ -170,14 +173,30 @@ async def send_rows(
     return [results[row.number] for row in rows]
 
 
+def chunks(
+    ready: list[tuple[Row, SendRequest]],
+) -> Iterator[list[tuple[Row, SendRequest]]]:
+    """Consecutive rows, at most `CHUNK_ROWS` and about `CHUNK_BYTES` of JSON each."""
+    chunk: list[tuple[Row, SendRequest]] = []
+    size = 0
+    for row, request in ready:
+        length = len(json.dumps(request.body())) + 2
+        if chunk and (len(chunk) == CHUNK_ROWS or size + length > CHUNK_BYTES):
+            yield chunk
+            chunk, size = [], 0
+        chunk.append((row, request))
+        size += length
+    if chunk:
+        yield chunk
+
+
 async def _through_bulk(
     client: AsyncNotificationsClient,
     ready: list[tuple[Row, SendRequest]],
     results: dict[int, RowResult],
     progress: Progress,
 ) -> None:
-    for start in range(0, len(ready), CHUNK):
-        chunk = ready[start : start + CHUNK]
+    for number, chunk in enumerate(chunks(ready)):
         requests = [request for _, request in chunk]
         # A rerun of the same chunk replays as a whole; each item also has its request_id.
         key = (
@@ -191,7 +210,7 @@ async def _through_bulk(
         try:
             items = await client.send_bulk(requests, idempotency_key=key)
         except NotificationsError as exc:
-            if start == 0 and isinstance(exc, EndpointNotFound):
+            if number == 0 and isinstance(exc, EndpointNotFound):
                 raise
             failure = exc  # the whole chunk failed: every row in it says why
         for index, (row, request) in enumerate(chunk):
