@@ -133,4 +133,4 @@ def test_errors_are_clear_and_exit_non_zero(notify: Notify, demo_user: str) -> N
 def test_dlq_on_a_gateway_without_the_operator_api_says_so(notify: Notify) -> None:
     result = notify("dlq", "list", "email")
     assert result.returncode == 1
-    assert "no dead-letter API" in result.stderr
+    assert "does not offer this yet" in result.stderr and "not_found" in result.stderr

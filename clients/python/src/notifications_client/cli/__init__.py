@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import csv
 import json
 import os
 from collections.abc import Callable, Sequence
@@ -24,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from notifications_client.async_client import AsyncNotificationsClient
-from notifications_client.cli.bulk import read_rows, send_rows
+from notifications_client.cli.bulk import RowResult, read_rows, send_rows
 from notifications_client.cli.output import Output, Progress, describe, table, timeline_line
 from notifications_client.cli.when import parse_moment
 from notifications_client.client import NotificationsClient
@@ -160,12 +161,17 @@ def cmd_bulk(args: argparse.Namespace, client: NotificationsClient, out: Output)
     path = Path(args.file)
     if not path.is_file():
         raise UsageError(f"no such file: {path}")
-    rows = read_rows(path, template=args.template, channel=args.channel)
+    if args.concurrency < 1:
+        raise UsageError("--concurrency must be at least 1")
+    try:
+        rows = read_rows(path, template=args.template, channel=args.channel)
+    except (csv.Error, UnicodeDecodeError) as exc:
+        raise UsageError(f"{path} is not a UTF-8 CSV file: {exc}") from None
     if not rows:
         raise UsageError(f"{path} has no rows (the first line must name the columns)")
     progress = Progress(len(rows), out.stderr)
 
-    async def run() -> list[Any]:
+    async def run() -> list[RowResult]:
         async with AsyncNotificationsClient(
             args.url, args.api_key, timeout=args.timeout, on_retry=out.retrying
         ) as aclient:
@@ -179,92 +185,98 @@ def cmd_bulk(args: argparse.Namespace, client: NotificationsClient, out: Output)
 
     results = asyncio.run(run())
     progress.finish()
+    _bulk_summary(results, out)
+    return EXIT_OK if all(r.ok for r in results) else EXIT_FAILED
+
+
+def _bulk_summary(results: list[RowResult], out: Output) -> None:
     accepted = [r for r in results if r.ok]
     replayed = [r for r in accepted if r.replayed]
+    failed = len(results) - len(accepted)
     if out.json_mode:
         out.document(
             {
                 "rows": len(results),
                 "accepted": len(accepted),
                 "replayed": len(replayed),
-                "failed": len(results) - len(accepted),
+                "failed": failed,
                 "results": [asdict(r) for r in results],
             }
         )
+        return
+    lines = [["ROW", "RESULT", "NOTIFICATION / ERROR", "STATUS / MESSAGE"]]
+    for r in results:
+        if r.ok:
+            result = "replayed" if r.replayed else "ok"
+            lines.append([str(r.row), result, r.notification_id or "", r.status or ""])
+        else:
+            lines.append([str(r.row), "failed", r.error or "", r.message or ""])
+    for text in table(lines):
+        out.line(text)
+    out.line(
+        f"{len(results)} rows: {len(accepted)} accepted ({len(replayed)} already sent before), "
+        f"{failed} failed"
+    )
+
+
+def _dlq_list(args: argparse.Namespace, client: NotificationsClient, out: Output) -> None:
+    items = []
+    for item in client.dead_letters.list(args.channel):
+        items.append(item)
+        if args.limit and len(items) >= args.limit:
+            break
+    if out.json_mode:
+        out.document(items)
+        return
+    rows = [["MESSAGE", "NOTIFICATION", "FAILED AT", "REASON"]]
+    rows += [
+        [
+            d.message_id,
+            str(d.notification_id or "-"),
+            d.failed_at.isoformat(timespec="seconds") if d.failed_at else "-",
+            d.reason or "-",
+        ]
+        for d in items
+    ]
+    for text in table(rows):
+        out.line(text)
+    out.note(f"{len(items)} dead letter(s) in {args.channel}")
+
+
+def _dlq_show(args: argparse.Namespace, client: NotificationsClient, out: Output) -> None:
+    letter = client.dead_letters.get(args.channel, args.message_id)
+    if out.json_mode:
+        out.document(letter)
+        return
+    for name, value in letter.model_dump(mode="json").items():
+        out.line(f"{name:<16}{value}")
+
+
+def _dlq_replay(args: argparse.Namespace, client: NotificationsClient, out: Output) -> None:
+    if args.message_id is None and not args.all:
+        raise UsageError("say which: --message-id ID, or --all")
+    replayed = client.dead_letters.replay(args.channel, args.message_id)
+    if out.json_mode:
+        out.document(replayed)
     else:
-        lines = [["ROW", "RESULT", "NOTIFICATION / ERROR", "STATUS / MESSAGE"]]
-        for r in results:
-            if r.ok:
-                lines.append(
-                    [
-                        str(r.row),
-                        "replayed" if r.replayed else "ok",
-                        r.notification_id or "",
-                        r.status or "",
-                    ]
-                )
-            else:
-                lines.append([str(r.row), "failed", r.error or "", r.message or ""])
-        for text in table(lines):
-            out.line(text)
-        out.line(
-            f"{len(results)} rows: {len(accepted)} accepted ({len(replayed)} already sent "
-            f"before), {len(results) - len(accepted)} failed"
-        )
-    return EXIT_OK if len(accepted) == len(results) else EXIT_FAILED
+        out.line(f"replayed {replayed.replayed} message(s) from {args.channel}")
+
+
+def _dlq_purge(args: argparse.Namespace, client: NotificationsClient, out: Output) -> None:
+    if not args.yes:
+        raise UsageError("purging drops every dead letter for good: add --yes")
+    purged = client.dead_letters.purge(args.channel)
+    if out.json_mode:
+        out.document(purged)
+    else:
+        out.line(f"purged {purged.purged} message(s) from {args.channel}")
+
+
+_DLQ = {"list": _dlq_list, "show": _dlq_show, "replay": _dlq_replay, "purge": _dlq_purge}
 
 
 def cmd_dlq(args: argparse.Namespace, client: NotificationsClient, out: Output) -> int:
-    letters = client.dead_letters
-    try:
-        if args.dlq_command == "list":
-            items = []
-            for item in letters.list(args.channel):
-                items.append(item)
-                if args.limit and len(items) >= args.limit:
-                    break
-            if out.json_mode:
-                out.document(items)
-            else:
-                rows = [["MESSAGE", "NOTIFICATION", "FAILED AT", "REASON"]]
-                rows += [
-                    [
-                        d.message_id,
-                        str(d.notification_id or "-"),
-                        d.failed_at.isoformat(timespec="seconds") if d.failed_at else "-",
-                        d.reason or "-",
-                    ]
-                    for d in items
-                ]
-                for text in table(rows):
-                    out.line(text)
-                out.note(f"{len(items)} dead letter(s) in {args.channel}")
-        elif args.dlq_command == "show":
-            letter = letters.get(args.channel, args.message_id)
-            if out.json_mode:
-                out.document(letter)
-            else:
-                for name, value in letter.model_dump(mode="json").items():
-                    out.line(f"{name:<16}{value}")
-        elif args.dlq_command == "replay":
-            if args.message_id is None and not args.all:
-                raise UsageError("say which: --message-id ID, or --all")
-            replayed = letters.replay(args.channel, args.message_id)
-            if out.json_mode:
-                out.document(replayed)
-            else:
-                out.line(f"replayed {replayed.replayed} message(s) from {args.channel}")
-        else:
-            if not args.yes:
-                raise UsageError("purging drops every dead letter for good: add --yes")
-            purged = letters.purge(args.channel)
-            if out.json_mode:
-                out.document(purged)
-            else:
-                out.line(f"purged {purged.purged} message(s) from {args.channel}")
-    except EndpointNotFound as exc:
-        exc.message = "this gateway has no dead-letter API yet (" + exc.message + ")"
-        raise
+    _DLQ[args.dlq_command](args, client, out)
     return EXIT_OK
 
 
@@ -427,6 +439,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (UsageError, ValueError) as exc:  # ValueError: an argument the client refused
         out.note(f"error: {exc}")
         return EXIT_USAGE
+    except EndpointNotFound as exc:
+        exc.message = f"the gateway at {args.url} does not offer this yet ({exc.message})"
+        out.error(exc)
+        return EXIT_FAILED
     except ConnectionFailed as exc:
         exc.message += f"; is the gateway running at {args.url}?"
         out.error(exc)
