@@ -26,7 +26,14 @@ from typing import Any
 
 from notifications_client.async_client import AsyncNotificationsClient
 from notifications_client.cli.bulk import RowResult, read_rows, send_rows
-from notifications_client.cli.output import Output, Progress, describe, table, timeline_line
+from notifications_client.cli.output import (
+    Output,
+    Progress,
+    describe,
+    retry_text,
+    table,
+    timeline_line,
+)
 from notifications_client.cli.when import parse_moment
 from notifications_client.client import NotificationsClient
 from notifications_client.errors import ConnectionFailed, EndpointNotFound, NotificationsError
@@ -173,7 +180,10 @@ def cmd_bulk(args: argparse.Namespace, client: NotificationsClient, out: Output)
 
     async def run() -> list[RowResult]:
         async with AsyncNotificationsClient(
-            args.url, args.api_key, timeout=args.timeout, on_retry=out.retrying
+            args.url,
+            args.api_key,
+            timeout=args.timeout,
+            on_retry=lambda event: progress.message(retry_text(event)),
         ) as aclient:
             return await send_rows(
                 aclient,

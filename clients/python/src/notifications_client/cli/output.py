@@ -54,9 +54,14 @@ class Output:
         self.note(f"error: {exc}")
 
     def retrying(self, event: RetryEvent) -> None:
-        self.note(
-            f"attempt {event.attempt} failed ({event.error.code}); retrying in {event.delay:.1f} s"
-        )
+        print(retry_text(event), file=self.stderr, flush=True)
+
+
+def retry_text(event: RetryEvent) -> str:
+    return (
+        f"notify: attempt {event.attempt} failed ({event.error.code}); "
+        f"retrying in {event.delay:.1f} s"
+    )
 
 
 def table(rows: Sequence[Sequence[str]]) -> list[str]:
@@ -111,6 +116,14 @@ class Progress:
         if self.enabled:
             self.stream.write("\r" + self.render())
             self.stream.flush()
+
+    def message(self, text: str) -> None:
+        """A line above the bar (a retry, say), which is then drawn again below it."""
+        if not self.enabled:
+            print(text, file=self.stream, flush=True)
+            return
+        self.stream.write(f"\r\x1b[K{text}\n{self.render()}")
+        self.stream.flush()
 
     def render(self) -> str:
         share = self.done / self.total if self.total else 1.0
