@@ -41,6 +41,8 @@ def test_send_then_watch_the_timeline_until_delivered(notify: Notify, demo_user:
     shown = notify("status", accepted["notification_id"])
     assert shown.returncode == 0
     assert "status      delivered" in shown.stdout and "timeline" in shown.stdout
+    ended = notify("status", accepted["notification_id"], "--watch")
+    assert ended.returncode == 0 and ended.stdout == shown.stdout  # already at its end
 
 
 def test_send_with_wait_reports_the_final_status(notify: Notify, demo_user: str) -> None:

@@ -111,12 +111,13 @@ def cmd_status(args: argparse.Namespace, client: NotificationsClient, out: Outpu
                 out.line(text)
         return EXIT_OK
     shown = 0
+    described = out.json_mode  # a JSON stream has no heading
     final: NotificationDetail | None = None
     for final in client.watch(args.ref, timeout=args.timeout_watch):
-        if shown == 0 and not out.json_mode:
-            for text in describe(final):
+        if not described:
+            for text in describe(final):  # the first read: the whole notification so far
                 out.line(text)
-            shown = len(final.history)
+            described, shown = True, len(final.history)
             continue
         for entry in final.history[shown:]:
             if out.json_mode:
