@@ -19,10 +19,23 @@ from notifications_client import NotificationsClient
 
 from services.api_gateway.api_keys import generate_key, store_key
 from shared.db import asyncpg_dsn
+from shared.devtools.fault_proxy import FaultProxy, Mode
+from shared.devtools.stack import Stack, default_specs, free_port, settings_env
 from shared.settings import Settings
 from tests.e2e.conftest import seeded, stack, stack_settings_fixture
 
-__all__ = ["seeded", "stack", "stack_settings_fixture"]  # the end-to-end fixtures, reused
+# The end-to-end fixtures, reused; and the dev tools these tests use, imported in this one place.
+__all__ = [
+    "FaultProxy",
+    "Mode",
+    "Stack",
+    "default_specs",
+    "free_port",
+    "seeded",
+    "settings_env",
+    "stack",
+    "stack_settings_fixture",
+]
 
 ROOT = Path(__file__).resolve().parents[2]
 SPEC = yaml.safe_load((ROOT / "docs" / "openapi" / "api-gateway.yml").read_text())

@@ -11,8 +11,7 @@ from pathlib import Path
 import pytest
 from notifications_client import NotificationsClient
 
-from shared.devtools.stack import free_port
-from tests.client.conftest import spec_has
+from tests.client.conftest import free_port, spec_has
 
 Notify = Callable[..., subprocess.CompletedProcess[str]]
 

@@ -26,10 +26,17 @@ from notifications_client import (
     ValidationFailed,
 )
 
-from shared.devtools.fault_proxy import FaultProxy, Mode
-from shared.devtools.stack import Stack, default_specs, free_port, settings_env
 from shared.settings import Settings
-from tests.client.conftest import WELCOME, spec_has
+from tests.client.conftest import (
+    WELCOME,
+    FaultProxy,
+    Mode,
+    Stack,
+    default_specs,
+    free_port,
+    settings_env,
+    spec_has,
+)
 
 
 def test_a_send_is_delivered_and_found_by_id_and_by_request_id(

@@ -36,11 +36,11 @@ from notifications_client.webhooks import WebhookVerifier
 
 from services.api_gateway.api_keys import generate_key, store_key
 from shared.db import asyncpg_dsn
-from shared.devtools.stack import free_port
 from shared.settings import Settings
 from tests.client.conftest import (
     SPEC,
     WELCOME,
+    free_port,
     spec_has,
     spec_has_field,
     spec_has_query,
