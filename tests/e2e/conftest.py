@@ -1,5 +1,9 @@
 """The whole stack as subprocesses on free ports, against this run's database, vhost and
-Redis prefix: the same launcher `make run` uses."""
+Redis prefix: the same launcher `make run` uses.
+
+The fixtures are package-scoped: each test package that uses them (this one, and
+`tests/client/`, which imports them) starts one stack for all its modules.
+"""
 
 from __future__ import annotations
 
@@ -45,7 +49,7 @@ def stack_settings(base: Settings, rabbitmq_url: str) -> Settings:
     )
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="package")
 def stack_settings_fixture(base_settings: Settings, make_vhost: Callable[[str], str]) -> Settings:
     return stack_settings(base_settings, make_vhost("e2e"))
 
@@ -59,12 +63,12 @@ def stack_env(settings: Settings) -> dict[str, str]:
     }
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="package")
 def seeded(stack_settings_fixture: Settings) -> dict[str, object]:
     return asyncio.run(seed_all(stack_settings_fixture))
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="package")
 def stack(
     stack_settings_fixture: Settings,
     seeded: dict[str, object],
