@@ -10,7 +10,7 @@ from __future__ import annotations
 from functools import lru_cache
 from typing import Literal
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -22,6 +22,8 @@ class Settings(BaseSettings):
     log_level: str = "INFO"
     log_format: Literal["json", "text"] = "json"
     bind_host: str = "127.0.0.1"
+    # Swagger UI, ReDoc and the OpenAPI document; unset: on, except in production.
+    expose_docs: bool | None = None
 
     # --- ports (the developers' guide fixes them) ---------------------------------------
     api_gateway_port: int = 8080
@@ -101,6 +103,19 @@ class Settings(BaseSettings):
     demo_user_email: str = "demo@example.com"
     demo_user_password: SecretStr = SecretStr("demo-password-123")
     demo_api_key: SecretStr = SecretStr("demo-api-key-0123456789abcdef")
+
+    @field_validator("expose_docs", mode="before")
+    @classmethod
+    def _blank_is_unset(cls, value: object) -> object:
+        # `EXPOSE_DOCS=` (as in .env.example) means "decide by the environment".
+        return None if value == "" else value
+
+    @property
+    def docs_exposed(self) -> bool:
+        """Whether the services serve their API docs (`EXPOSE_DOCS`, else not in production)."""
+        if self.expose_docs is not None:
+            return self.expose_docs
+        return self.environment != "production"
 
 
 @lru_cache

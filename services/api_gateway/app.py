@@ -233,6 +233,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         description=DESCRIPTION,
         lifespan=lifespan,
         max_body_bytes=resolved.max_body_bytes,
+        settings=resolved,
     )
     app.state.settings = resolved
     for error in (*DB_UNAVAILABLE, SQLAlchemyOperationalError, SQLAlchemyInterfaceError):

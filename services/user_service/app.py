@@ -39,7 +39,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         description="Users, authentication, notification preferences and push devices.",
         lifespan=lifespan,
         docs_url="/api/docs",
+        redoc_url="/api/redoc",
         openapi_url="/api/openapi.json",
+        settings=service_settings,
         max_body_bytes=service_settings.max_body_bytes,
     )
     app.state.settings = service_settings

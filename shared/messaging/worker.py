@@ -100,6 +100,7 @@ def create_worker_app(
         description=description,
         lifespan=lifespan,
         max_body_bytes=settings.max_body_bytes,
+        settings=settings,
     )
     app.state.settings = settings
     app.state.dead_letters = None
