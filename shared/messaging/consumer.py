@@ -48,7 +48,13 @@ from shared.messaging.message import Channel, NotificationMessage
 from shared.messaging.publisher import Publisher, PublishError
 from shared.messaging.retry import backoff_ms, delay_level
 from shared.messaging.topology import FAILED_QUEUE, declare_topology, delay_queue_name
-from shared.metrics import MESSAGE_HANDLING_SECONDS, MESSAGES_CONSUMED
+from shared.metrics import (
+    DEAD_LETTER_REASONS,
+    DEAD_LETTERED,
+    DELIVERY_LATENCY,
+    MESSAGE_HANDLING_SECONDS,
+    MESSAGES_CONSUMED,
+)
 from shared.notification_status import NotificationStatus, StatusStore
 from shared.settings import Settings
 
@@ -147,6 +153,13 @@ class ConsumerRuntime:
         # Handling failures per message id that were not outages; bounded so a flood of
         # distinct bad messages cannot grow it without limit.
         self._failures: OrderedDict[str, int] = OrderedDict()
+        # Every label set exists from the start, so dashboards and rate() see zeros rather
+        # than no series until the first failure.
+        for outcome in ("delivered", "retried", "failed", "duplicate", "poison", "requeued"):
+            MESSAGES_CONSUMED.labels(self.queue_name, outcome)
+        for reason in DEAD_LETTER_REASONS:
+            DEAD_LETTERED.labels(self.queue_name, reason)
+        DELIVERY_LATENCY.labels(channel.value)
 
     @property
     def queue_name(self) -> str:
@@ -340,6 +353,7 @@ class ConsumerRuntime:
             )
 
         await self._record_delivered(message, result)
+        DELIVERY_LATENCY.labels(self.channel_kind.value).observe(_since(message.created_at))
         await incoming.ack()
         logger.info("delivered notification %s", message.notification_id)
         return "delivered"
@@ -461,6 +475,13 @@ class ConsumerRuntime:
             correlation_id=incoming.correlation_id,
             headers=headers,
         )
+        DEAD_LETTERED.labels(self.queue_name, reason).inc()
+
+
+def _since(moment: datetime) -> float:
+    """Seconds from `moment` (naive means UTC) to now, never negative (clock skew)."""
+    aware = moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
+    return max(0.0, (datetime.now(UTC) - aware).total_seconds())
 
 
 def _short(text: str, limit: int = 500) -> str:
