@@ -85,6 +85,8 @@ notification_statuses = Table(
     Column("last_error", Text, nullable=True),
     Column("provider_message_id", Text, nullable=True),
     Column("metadata", JSONB, nullable=False, server_default=text("'{}'::jsonb")),
+    # The variables it was accepted with (the console renders the content from them).
+    Column("variables", JSONB, nullable=True),
     Column("scheduled_for", DateTime(timezone=True), nullable=True),
     Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
     Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),

@@ -36,6 +36,9 @@ class Settings(BaseSettings):
     user_service_url: str = "http://127.0.0.1:3001"
     template_service_url: str = "http://127.0.0.1:3000"
     api_gateway_url: str = "http://127.0.0.1:8080"
+    # The workers' HTTP side (health, metrics, DLQ admin): the gateway's operator API calls it.
+    email_service_url: str = "http://127.0.0.1:2525"
+    push_service_url: str = "http://127.0.0.1:8081"
     http_timeout_seconds: float = 2.0
     # TemplateClient: pinned versions are immutable (an LRU of this many); active ones expire.
     template_cache_max_versions: int = 2048

@@ -14,6 +14,7 @@ from sqlalchemy.exc import InterfaceError as SQLAlchemyInterfaceError
 from sqlalchemy.exc import OperationalError as SQLAlchemyOperationalError
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from services.api_gateway import console
 from services.api_gateway.api_keys import ApiKeyStore
 from services.api_gateway.breaker import CircuitBreaker
 from services.api_gateway.clients import (
@@ -22,8 +23,10 @@ from services.api_gateway.clients import (
     UserClient,
     create_user_session,
 )
+from services.api_gateway.console.resources import Console
 from services.api_gateway.deps import RATE_LIMIT_STATE, Gateway
 from services.api_gateway.idempotency import IdempotencyStore
+from services.api_gateway.operators import OperatorAuth
 from services.api_gateway.outbox import Outbox, broker_ready
 from services.api_gateway.rate_limit import RateLimiter
 from services.api_gateway.routes import router
@@ -199,9 +202,15 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         ),
     )
     outbox.start()
+    # --- operator API and console (services/api_gateway/console/) ---------------------
+    app.state.operators = OperatorAuth(
+        settings, ApiKeyStore(pool, cache_ttl_seconds=settings.api_key_cache_ttl_seconds)
+    )
+    app.state.console = Console.open(settings, pool)
     try:
         yield
     finally:
+        await app.state.console.aclose()
         await outbox.stop()
         await publisher.close()
         await template_client.aclose()
@@ -241,4 +250,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(RateLimitHeadersMiddleware)
     app.include_router(router)
     app.include_router(health_router(SERVICE, lambda: _checks(app)))
+    # --- operator API and console (services/api_gateway/console/) -------------------------
+    for console_router in console.routers():
+        app.include_router(console_router)
+    app.mount(console.STATIC_URL, console.static_files(), name="console-static")
     return app

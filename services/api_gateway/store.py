@@ -59,10 +59,13 @@ WITH {claim_cte}, ins AS (
     INSERT INTO api_gateway.notification_statuses
            (id, api_key_id, request_id, notification_type, user_id, template_code,
             template_version, locale, priority, status, status_reason, metadata, scheduled_for,
-            created_at, updated_at)
+            created_at, updated_at, variables)
     SELECT $1::uuid, $2::uuid, $3::text, $4::text, $5::uuid, $6::text, $7::int, $8::text,
            $9::int, $10::text, $11::text, $12::jsonb, $13::timestamptz, $14::timestamptz,
-           $14::timestamptz
+           $14::timestamptz,
+           -- the variables, for the console's rendered content: taken from the message
+           -- itself (JSON), so no extra parameter; a skipped notification has none
+           convert_from($17::bytea, 'UTF8')::jsonb -> 'variables'
       FROM claim
     RETURNING id, status
 ), hist AS (

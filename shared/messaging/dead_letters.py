@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from typing import Annotated, Any
 
 from aio_pika.abc import AbstractIncomingMessage, AbstractRobustConnection
-from fastapi import APIRouter, Body, Query, Request
+from fastapi import APIRouter, Body, Path, Query, Request
 from prometheus_client import Counter
 from pydantic import BaseModel, ValidationError
 
@@ -143,6 +143,8 @@ class DeadLetters:
         self.status = status_store
         self.channel = channel
         self.service = service
+        for outcome in ("replayed", "skipped", "purged"):
+            DLQ_REPLAYS.labels(channel.value, outcome)  # zero series, so rate() sees them
 
     @asynccontextmanager
     async def _held(self) -> AsyncIterator[list[AbstractIncomingMessage]]:
@@ -175,6 +177,16 @@ class DeadLetters:
             mine = self._mine(held)
             start = (page - 1) * limit
             return [describe(m) for m in mine[start : start + limit]], len(mine)
+
+    async def get(self, message_id: str) -> dict[str, Any]:
+        async with self._held() as held:
+            for incoming in self._mine(held):
+                if incoming.message_id == message_id:
+                    return describe(incoming)
+        raise NotFound(
+            f"no {self.channel} message {message_id} in {FAILED_QUEUE}",
+            code="dead_letter_not_found",
+        )
 
     async def purge(self) -> int:
         async with self._held() as held:
@@ -283,6 +295,15 @@ def dead_letter_router() -> APIRouter:
             message=f"{total} dead letters",
             meta=PageMeta.build(total=total, page=page, limit=limit),
         )
+
+    @router.get("/{message_id}", summary="One of this channel's dead letters")
+    async def get_dead_letter(
+        request: Request,
+        _: InternalKey,
+        message_id: Annotated[str, Path(min_length=1, max_length=255)],
+    ) -> dict[str, Any]:
+        found = await _dead_letters(request).get(message_id)
+        return ok(found, message="dead letter")
 
     @router.post("/replay", summary="Replay one or all of this channel's dead letters")
     async def replay_dead_letters(

@@ -117,6 +117,8 @@ def test_compose_urls_point_at_compose_services_and_settings_ports(
         "USER_SERVICE_URL": "user-service",
         "TEMPLATE_SERVICE_URL": "template-service",
         "API_GATEWAY_URL": "api-gateway",
+        "EMAIL_SERVICE_URL": "email-service",
+        "PUSH_SERVICE_URL": "push-service",
         "FCM_BASE_URL": "fcm-standin",
     }.items():
         url = urlparse(env[variable])
