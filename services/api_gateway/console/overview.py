@@ -108,6 +108,7 @@ class LineChart:
     lines: list[Line]
     y_max: float
     ticks: list[tuple[float, str]]
+    since: str
     rows: list[tuple[str, list[float]]] = field(default_factory=list)
     width: int = WIDTH
     height: int = HEIGHT
@@ -147,15 +148,25 @@ def _label(value: float) -> str:
     return f"{value:.0f}" if value >= 10 or value == int(value) else f"{value:.1f}"
 
 
+def _ago(seconds: float) -> str:
+    return f"-{seconds / 60:.0f} min" if seconds >= 120 else f"-{seconds:.0f} s"
+
+
 def line_chart(
-    title: str, unit: str, times: list[float], series: dict[str, list[float]], now: float
+    title: str,
+    unit: str,
+    times: list[float],
+    series: dict[str, list[float]],
+    now: float,
+    span: float = WINDOW_SECONDS,
 ) -> LineChart:
+    """Lines over the last `span` seconds (the x axis ends at `now`)."""
     y_max = _nice_max(max((v for values in series.values() for v in values), default=0.0))
     plot_w, plot_h = WIDTH - LEFT - RIGHT, HEIGHT - TOP - BOTTOM
     lines = []
     for label, values in series.items():
         coords = [
-            f"{LEFT + plot_w * (1 - min(1.0, (now - t) / WINDOW_SECONDS)):.1f},"
+            f"{LEFT + plot_w * (1 - min(1.0, (now - t) / span)):.1f},"
             f"{TOP + plot_h * (1 - v / y_max):.1f}"
             for t, v in zip(times, values, strict=True)
         ]
@@ -169,7 +180,7 @@ def line_chart(
     rows = [
         (f"-{now - t:.0f} s", [series[label][i] for label in series]) for i, t in enumerate(times)
     ][-10:]
-    return LineChart(title, unit, lines, y_max, ticks, rows)
+    return LineChart(title, unit, lines, y_max, ticks, _ago(span), rows)
 
 
 def bar_chart(title: str, unit: str, values: dict[str, float]) -> BarChart:
@@ -241,6 +252,8 @@ def _rates(samples: list[Sample], field_name: str) -> tuple[list[float], dict[st
 
 def build_view(samples: list[Sample], now: float) -> dict[str, Any]:
     latest = samples[-1] if samples else None
+    # The x axis spans what has been watched so far (at least a minute), up to the window.
+    span = min(WINDOW_SECONDS, max(60.0, now - samples[0].at)) if samples else WINDOW_SECONDS
     accepted_t, accepted = _rates(samples, "accepted")
     delivered_t, delivered = _rates(samples, "delivered")
     failures: dict[str, float] = {}
@@ -252,8 +265,8 @@ def build_view(samples: list[Sample], now: float) -> dict[str, Any]:
     queues = latest.queues if latest else {}
     return {
         "has_data": len(samples) >= 2,
-        "accepted": line_chart("Accepted per second", "/s", accepted_t, accepted, now),
-        "delivered": line_chart("Delivered per second", "/s", delivered_t, delivered, now),
+        "accepted": line_chart("Accepted per second", "/s", accepted_t, accepted, now, span),
+        "delivered": line_chart("Delivered per second", "/s", delivered_t, delivered, now, span),
         "failures": bar_chart(
             f"Dead-lettered by reason, last {int(WINDOW_SECONDS // 60)} min", "", failures
         ),

@@ -168,8 +168,8 @@ def _channel(form: dict[str, str]) -> Channel:
         return Channel.EMAIL
 
 
-def _version(form: dict[str, str]) -> int | None:
-    value = form.get("version", "").strip()
+def _version(form: dict[str, str], name: str = "version") -> int | None:
+    value = form.get(name, "").strip()
     return int(value) if value.isdigit() and int(value) > 0 else None
 
 
@@ -209,8 +209,19 @@ async def preview(
             result["error"] = exc.message
             result["details"] = exc.details
             status = exc.status_code
+    # The comparison on screen stays while previewing.
+    compare = (_version(form, "a"), _version(form, "b"))
     return await _template_page(
-        request, auth, console, session, code, channel, locale, preview=result, status_code=status
+        request,
+        auth,
+        console,
+        session,
+        code,
+        channel,
+        locale,
+        compare=compare,
+        preview=result,
+        status_code=status,
     )
 
 
