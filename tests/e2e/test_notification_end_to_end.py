@@ -189,3 +189,60 @@ async def test_the_operator_api_lists_inspects_replays_and_purges_dead_letters(
     assert purged.status_code == 200 and purged.json()["data"] == {"channel": "email", "purged": 1}
     assert (await _admin(settings, "GET", "/email")).json()["data"] == []
     assert (await _status(settings, second))["status"] == "failed"
+
+
+# Series Prometheus makes itself rather than scraping them.
+SYNTHETIC = {"up"}
+
+
+def _names_used() -> dict[str, set[str]]:
+    """Every metric name in the dashboard's expressions and in the alert rules."""
+    import json
+    import re
+    from pathlib import Path
+
+    import yaml
+
+    deploy = Path(__file__).resolve().parents[2] / "deploy"
+    dashboard = json.loads((deploy / "grafana" / "dashboards" / "notifications.json").read_text())
+    rules = yaml.safe_load((deploy / "prometheus" / "alerts.yml").read_text())
+    expressions = {
+        f"dashboard: {p['title']}": t["expr"]
+        for p in dashboard["panels"]
+        for t in p.get("targets", [])
+    }
+    expressions |= {f"alert: {r['alert']}": r["expr"] for g in rules["groups"] for r in g["rules"]}
+    metric = re.compile(r"\b(?:notifications|process|rabbitmq)_[a-z0-9_]+\b|\bup\b(?=\s*[{\[])")
+    return {where: set(metric.findall(expr)) for where, expr in expressions.items()}
+
+
+@pytest.mark.usefixtures("stack")
+async def test_every_metric_in_the_dashboard_and_alerts_is_exported(
+    stack_settings_fixture: Settings, seeded: dict[str, Any]
+) -> None:
+    """Scrape the running services after traffic (the tests above sent email and push, and
+    dead-lettered and replayed) and look up each name the dashboard and the alerts use."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    settings = stack_settings_fixture
+    exported: set[str] = set()
+    async with httpx.AsyncClient(timeout=10) as client:
+        for port in (
+            settings.api_gateway_port,
+            settings.user_service_port,
+            settings.template_service_port,
+            settings.email_service_port,
+            settings.push_service_port,
+        ):
+            response = await client.get(f"http://127.0.0.1:{port}/metrics")
+            assert response.status_code == 200
+            for family in text_string_to_metric_families(response.text):
+                exported |= {sample.name for sample in family.samples}
+    used = _names_used()
+    assert len(used) > 20
+    missing = {
+        where: sorted(names - exported - SYNTHETIC)
+        for where, names in used.items()
+        if names - exported - SYNTHETIC
+    }
+    assert not missing, f"not exported by any service: {missing}"
