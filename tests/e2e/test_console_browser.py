@@ -193,6 +193,8 @@ async def test_sign_in_search_and_timeline(
     await expect(page.locator("dl.content")).to_contain_text(f"Welcome, Ada {marker}!")
     html_body = page.frame_locator("iframe.email")
     await expect(html_body.locator("body")).to_contain_text(f"Hi Ada {marker}")
+    # Chromium paints a sandboxed frame only once it has been on screen.
+    await page.locator("iframe.email").scroll_into_view_if_needed()
     await page.screenshot(path=shots / "notification.png", full_page=True)
     await _reflows_at_200_percent(page)
 
