@@ -7,7 +7,8 @@ hand finish (up to `worker_shutdown_seconds`), then close the sender and the poo
 message is never half-handled by a closed resource.
 
 Routes: `GET /health` (database, broker, consumer), `/metrics`, and the internal-key guarded
-`/admin/dlq` routes from `shared.messaging.dead_letters`.
+`/admin/dlq` routes from `shared.messaging.dead_letters` (the gateway's operator API calls
+them). The lifespan also samples queue depths into `/metrics` (`queue_depth.py`).
 """
 
 from __future__ import annotations
