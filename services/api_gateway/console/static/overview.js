@@ -1,6 +1,7 @@
 // Live overview: every 2 s, fetch the charts fragment and swap it in. The page works without
 // this (a reload shows fresh figures); the button pauses updates, as people reading a chart
-// or using a screen reader may need. Updates also pause while the tab is hidden.
+// or using a screen reader may need. Updates also pause while the tab is hidden or the focus is
+// inside the charts.
 const PERIOD_MS = 2000;
 const panels = document.getElementById("panels");
 const toggle = document.getElementById("live-toggle");
@@ -9,7 +10,8 @@ let paused = false;
 let timer = null;
 
 async function refresh() {
-  if (paused || document.hidden) return;
+  // Never pull the content out from under someone reading it with the keyboard.
+  if (paused || document.hidden || panels.contains(document.activeElement)) return;
   try {
     const response = await fetch(panels.dataset.src, {
       credentials: "same-origin",
