@@ -275,18 +275,30 @@ async def test_template_versions_diff_preview_and_rollback(
     offline: Offline, stack_settings_fixture: Settings, shots: Path
 ) -> None:
     settings = stack_settings_fixture
-    # A second version, saved through the template service's API as the admin would.
+    # A template of this test's own (the seeded `welcome` stays as other tests expect it), with
+    # a second version, saved through the template service's API as an admin would.
+    code = f"console-{uuid.uuid4().hex[:8]}"
+    first = {
+        "channel": "email",
+        "locale": "en",
+        "subject": "Welcome, {{ name }}!",
+        "text_body": "Hi {{ name }},\n\nWelcome aboard: {{ link }}\n",
+    }
     token = await _admin_token(settings)
+    admin = {"Authorization": f"Bearer {token}"}
     async with httpx.AsyncClient(base_url=settings.template_service_url, timeout=10) as client:
+        created = await client.post(
+            "/api/v1/templates", json={"code": code, "name": "Console test", **first}, headers=admin
+        )
+        assert created.status_code == 201, created.text
         saved = await client.put(
-            "/api/v1/templates/welcome",
+            f"/api/v1/templates/{code}",
             json={
-                "channel": "email",
-                "locale": "en",
+                **first,
                 "subject": "Welcome aboard, {{ name }}!",
                 "text_body": "Hi {{ name }},\n\nStart here: {{ link }}\n",
             },
-            headers={"Authorization": f"Bearer {token}"},
+            headers=admin,
         )
     assert saved.status_code == 200, saved.text
     new_version = saved.json()["data"]["version"]
@@ -294,8 +306,9 @@ async def test_template_versions_diff_preview_and_rollback(
     page = await offline.context.new_page()
     await _sign_in(page, settings, "/console/templates")
     await page.screenshot(path=shots / "templates.png", full_page=True)
-    email_row = page.get_by_role("row").filter(has_text="email")
-    await email_row.get_by_role("link", name="welcome").click()
+    await page.get_by_label("Code starts with").fill(code)
+    await page.get_by_role("button", name="Filter").click()
+    await page.get_by_role("link", name=code).click()
     await page.get_by_label("From version").select_option(str(new_version - 1))
     await page.get_by_label("To version").select_option(str(new_version))
     await page.get_by_role("button", name="Show differences").click()
