@@ -12,6 +12,7 @@ import logging
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
+from urllib.parse import quote
 
 import httpx
 from pydantic import BaseModel, Field
@@ -129,7 +130,7 @@ class DeadLetterClient:
         return Page(items=items, meta=PageMeta.build(total=total, page=page, limit=limit))
 
     async def get(self, channel: Channel, message_id: str) -> dict[str, Any]:
-        body = await self._call(channel, "GET", f"/admin/dlq/{message_id}")
+        body = await self._call(channel, "GET", f"/admin/dlq/{quote(message_id, safe='')}")
         return dead_letter_view(body.get("data") or {}, detail=True)
 
     async def replay(self, channel: Channel, message_id: str | None) -> dict[str, Any]:
