@@ -11,6 +11,7 @@ consumers.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Iterable
 
@@ -45,17 +46,45 @@ async def sample_once(connection: AbstractRobustConnection, queues: Iterable[str
         await channel.close()
 
 
-async def sample_forever(
-    connection: AbstractRobustConnection,
-    queues: list[str],
-    interval_seconds: float = SAMPLE_INTERVAL_SECONDS,
-) -> None:
-    """Sample every `interval_seconds` until cancelled; a failed round is logged and retried."""
-    while True:
+class QueueDepthSampler:
+    """Samples every `interval_seconds` until `stop()`.
+
+    Stopping waits for a sample in progress to end rather than cancelling it: a passive declare
+    cancelled mid-flight can leave its channel unable to close, which would hang the worker's
+    shutdown. Cancellation is only the last resort, after `STOP_TIMEOUT_SECONDS`.
+    """
+
+    STOP_TIMEOUT_SECONDS = 10.0
+
+    def __init__(
+        self,
+        connection: AbstractRobustConnection,
+        queues: list[str],
+        interval_seconds: float = SAMPLE_INTERVAL_SECONDS,
+    ) -> None:
+        self.connection = connection
+        self.queues = queues
+        self.interval_seconds = interval_seconds
+        self._stopping = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name="queue-depth-sampler")
+
+    async def stop(self) -> None:
+        self._stopping.set()
+        if self._task is None:
+            return
         try:
-            await sample_once(connection, queues)
-        except asyncio.CancelledError:
-            raise
-        except Exception as exc:  # the broker is away: the gauges keep their last values
-            logger.debug("queue depth sample failed: %s", type(exc).__name__)
-        await asyncio.sleep(interval_seconds)
+            await asyncio.wait_for(self._task, self.STOP_TIMEOUT_SECONDS)
+        except TimeoutError:
+            logger.warning("queue depth sampler did not stop in time; cancelled")
+
+    async def _run(self) -> None:
+        while not self._stopping.is_set():
+            try:
+                await sample_once(self.connection, self.queues)
+            except Exception as exc:  # the broker is away: the gauges keep their last values
+                logger.debug("queue depth sample failed: %s", type(exc).__name__)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stopping.wait(), self.interval_seconds)

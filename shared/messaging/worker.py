@@ -13,8 +13,6 @@ them). The lifespan also samples queue depths into `/metrics` (`queue_depth.py`)
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import inspect
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
@@ -29,7 +27,7 @@ from shared.http import create_service_app
 from shared.messaging.consumer import ConsumerRuntime, Sender
 from shared.messaging.dead_letters import DeadLetters, dead_letter_router
 from shared.messaging.message import Channel
-from shared.messaging.queue_depth import sample_forever, sampled_queues
+from shared.messaging.queue_depth import QueueDepthSampler, sampled_queues
 from shared.notification_status import StatusStore
 from shared.settings import Settings
 
@@ -65,7 +63,7 @@ def create_worker_app(
         app.state.status_store = status_store = StatusStore(pool)
         sender: Sender | None = None
         runtime: ConsumerRuntime | None = None
-        depth_sampler: asyncio.Task[None] | None = None
+        depth_sampler: QueueDepthSampler | None = None
         try:
             built = sender_factory(settings, app)
             sender = await built if inspect.isawaitable(built) else built
@@ -87,18 +85,15 @@ def create_worker_app(
                 channel=channel,
                 service=service,
             )
-            depth_sampler = asyncio.create_task(
-                sample_forever(
-                    runtime.connection, sampled_queues(channel, settings.retry_delay_levels_ms)
-                )
+            depth_sampler = QueueDepthSampler(
+                runtime.connection, sampled_queues(channel, settings.retry_delay_levels_ms)
             )
+            depth_sampler.start()
             logger.info("%s worker started", service)
             yield
         finally:
             if depth_sampler is not None:
-                depth_sampler.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await depth_sampler
+                await depth_sampler.stop()
             app.state.dead_letters = None
             if runtime is not None:
                 await runtime.stop()
