@@ -51,11 +51,12 @@ def main() -> int:
         f"""
 All services are up (logs in {log_dir.relative_to(Path.cwd()) if log_dir.is_relative_to(Path.cwd()) else log_dir}).
 
-  API gateway        http://127.0.0.1:{settings.api_gateway_port}/docs
+  console            http://127.0.0.1:{settings.api_gateway_port}/console/  (admin {settings.demo_admin_email}, password DEMO_ADMIN_PASSWORD)
+  API gateway        http://127.0.0.1:{settings.api_gateway_port}/docs  (ReDoc: /redoc)
   user service       http://127.0.0.1:{settings.user_service_port}/api/docs
   template service   http://127.0.0.1:{settings.template_service_port}/api/docs
-  email service      http://127.0.0.1:{settings.email_service_port}/health
-  push service       http://127.0.0.1:{settings.push_service_port}/health
+  email service      http://127.0.0.1:{settings.email_service_port}/docs  (health: /health)
+  push service       http://127.0.0.1:{settings.push_service_port}/docs  (health: /health)
   inbox (SMTP {settings.inbox_smtp_port})  http://127.0.0.1:{settings.inbox_http_port}/
   FCM stand-in       http://127.0.0.1:{settings.fcm_standin_port}/emulator/messages
   RabbitMQ           {settings.rabbitmq_url.split("@")[-1]}
@@ -67,6 +68,7 @@ Send the demo user a welcome email:
     -d '{body}'
 
 Then: curl -s -H 'Authorization: Bearer {key}' http://127.0.0.1:{settings.api_gateway_port}/v1/notifications/<notification_id>/status
+Dead letters: curl -s -H 'Authorization: Bearer {key}' http://127.0.0.1:{settings.api_gateway_port}/v1/admin/dead-letters/email
 Ctrl-C stops everything.
 """,
         flush=True,

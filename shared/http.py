@@ -1,5 +1,5 @@
 """The service app factory: one place that wires the envelope, correlation ids, body and
-header limits, metrics and health into every FastAPI app.
+header limits, metrics, health and the (offline) API docs into every FastAPI app.
 
 The middlewares are plain ASGI (not `BaseHTTPMiddleware`) because they sit on the hot path of
 every request and must not copy bodies or spawn tasks.
@@ -26,6 +26,7 @@ from fastapi import FastAPI
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
+from shared.docs import install_docs
 from shared.envelope import error_body
 from shared.errors import install_error_handlers
 from shared.logging import (
@@ -35,7 +36,7 @@ from shared.logging import (
     setup_logging,
 )
 from shared.metrics import HTTP_LATENCY, HTTP_REQUESTS, metrics_router
-from shared.settings import Settings
+from shared.settings import Settings, get_settings
 
 _CORRELATION_HEADER_BYTES = CORRELATION_HEADER.lower().encode()
 MAX_HEADER_BYTES = 16 * 1024
@@ -243,22 +244,31 @@ def create_service_app(
     description: str = "",
     lifespan: Lifespan | None = None,
     docs_url: str = "/docs",
+    redoc_url: str = "/redoc",
     openapi_url: str = "/openapi.json",
     max_body_bytes: int = 64 * 1024,
     max_header_bytes: int = MAX_HEADER_BYTES,
+    settings: Settings | None = None,
     **kwargs: Any,
 ) -> FastAPI:
-    """A FastAPI app with the envelope handlers, request context and `/metrics` installed."""
+    """A FastAPI app with the envelope handlers, request context and `/metrics` installed.
+
+    Swagger UI (`docs_url`), ReDoc (`redoc_url`) and the OpenAPI document are served from
+    local assets when `settings.docs_exposed` (the process settings if none are given).
+    """
+    expose = (settings or get_settings()).docs_exposed
     app = FastAPI(
         title=title,
         version=version,
         description=description,
         lifespan=lifespan,
-        docs_url=docs_url,
-        openapi_url=openapi_url,
+        docs_url=None,
         redoc_url=None,
+        openapi_url=openapi_url if expose else None,
         **kwargs,
     )
+    if expose:
+        install_docs(app, openapi_url=openapi_url, docs_url=docs_url, redoc_url=redoc_url)
     install_error_handlers(app)
     app.add_middleware(
         RequestContextMiddleware,

@@ -16,7 +16,7 @@ from __future__ import annotations
 import hmac
 
 from fastapi import APIRouter, Request, Response
-from prometheus_client import CONTENT_TYPE_LATEST, Counter, Histogram, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST, Counter, Gauge, Histogram, generate_latest
 
 from shared.errors import Unauthorized
 from shared.settings import Settings, get_settings
@@ -53,6 +53,38 @@ DEPENDENCY_FAILURES = Counter(
     "notifications_dependency_failures_total",
     "Calls to a dependency that failed, by service and dependency.",
     ["service", "dependency"],
+)
+
+# --- for the dashboards and the console's overview -------------------------------------------
+DEAD_LETTERED = Counter(
+    "notifications_dead_lettered_total",
+    "Messages a worker sent to failed.queue, by queue and reason (permanent_failure, "
+    "retry_budget_exhausted, poison, handler_error, unknown_notification).",
+    ["queue", "reason"],
+)
+DEAD_LETTER_REASONS = (
+    "permanent_failure",
+    "retry_budget_exhausted",
+    "poison",
+    "handler_error",
+    "unknown_notification",
+)
+DELIVERY_LATENCY = Histogram(
+    "notifications_delivery_latency_seconds",
+    "From acceptance (the message's created_at) to the recorded delivery, by channel; "
+    "includes retries, and quiet hours for scheduled notifications.",
+    ["channel"],
+    buckets=(0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 900, 3600),
+)
+QUEUE_MESSAGES = Gauge(
+    "notifications_queue_messages",
+    "Messages in a RabbitMQ queue (ready, not yet acked excluded), sampled by the workers.",
+    ["queue"],
+)
+QUEUE_CONSUMERS = Gauge(
+    "notifications_queue_consumers",
+    "Consumers subscribed to a RabbitMQ queue, sampled by the workers.",
+    ["queue"],
 )
 
 metrics_router = APIRouter()

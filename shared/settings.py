@@ -43,6 +43,8 @@ class Settings(BaseSettings):
     # Addresses (comma-separated IPs or CIDRs, `*` for any) whose X-Forwarded-For and
     # X-Forwarded-Proto uvicorn believes. Empty: nobody's, the peer address is the client.
     forwarded_allow_ips: str = ""
+    # Swagger UI, ReDoc and the OpenAPI document; unset: on, except in production.
+    expose_docs: bool | None = None
 
     # --- ports (the developers' guide fixes them) ---------------------------------------
     api_gateway_port: int = 8080
@@ -55,6 +57,9 @@ class Settings(BaseSettings):
     user_service_url: str = "http://127.0.0.1:3001"
     template_service_url: str = "http://127.0.0.1:3000"
     api_gateway_url: str = "http://127.0.0.1:8080"
+    # The workers' HTTP side (health, metrics, DLQ admin): the gateway's operator API calls it.
+    email_service_url: str = "http://127.0.0.1:2525"
+    push_service_url: str = "http://127.0.0.1:8081"
     http_timeout_seconds: float = 2.0
     # TemplateClient: pinned versions are immutable (an LRU of this many); active ones expire.
     template_cache_max_versions: int = 2048
@@ -215,6 +220,19 @@ class Settings(BaseSettings):
         if urlsplit(self.rabbitmq_url).password == "guest":
             problems.append("RABBITMQ_URL uses the shipped guest credentials")
         return problems
+
+    @field_validator("expose_docs", mode="before")
+    @classmethod
+    def _blank_is_unset(cls, value: object) -> object:
+        # `EXPOSE_DOCS=` (as in .env.example) means "decide by the environment".
+        return None if value == "" else value
+
+    @property
+    def docs_exposed(self) -> bool:
+        """Whether the services serve their API docs (`EXPOSE_DOCS`, else not in production)."""
+        if self.expose_docs is not None:
+            return self.expose_docs
+        return self.environment != "production"
 
 
 def _given(value: object) -> bool:

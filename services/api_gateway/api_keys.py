@@ -5,7 +5,7 @@ so a fast hash is enough: there is nothing to brute-force). Verified keys are ca
 process for a short while so the hot path does not ask PostgreSQL on every request; a revoked
 key stops working within that TTL.
 
-    python -m services.api_gateway.api_keys create --name acme [--rate-limit 600]
+    python -m services.api_gateway.api_keys create --name acme [--rate-limit 600] [--scope admin]
     python -m services.api_gateway.api_keys list
     python -m services.api_gateway.api_keys revoke --name acme
 """
@@ -29,12 +29,17 @@ from shared.db import asyncpg_dsn
 KEY_PREFIX = "ngw_"
 _CACHE_MAX = 10_000
 
+SCOPES = ("send", "admin")
+"""`send`: the notification API. `admin`: the operator API under `/v1/admin` (dead letters)."""
+DEFAULT_SCOPES = ("send",)
+
 
 @dataclass(frozen=True)
 class ApiKey:
     id: uuid.UUID
     name: str
     rate_limit_per_minute: int | None
+    scopes: frozenset[str] = frozenset(DEFAULT_SCOPES)
 
 
 def hash_key(raw: str) -> str:
@@ -46,16 +51,18 @@ def generate_key() -> str:
 
 
 _SELECT_BY_HASH = """
-SELECT id, name, rate_limit_per_minute FROM api_gateway.api_keys
+SELECT id, name, rate_limit_per_minute, scopes FROM api_gateway.api_keys
  WHERE key_hash = $1 AND revoked_at IS NULL
 """
 
 _INSERT = """
-INSERT INTO api_gateway.api_keys (id, name, key_hash, key_prefix, rate_limit_per_minute)
-VALUES ($1, $2, $3, $4, $5)
+INSERT INTO api_gateway.api_keys (id, name, key_hash, key_prefix, rate_limit_per_minute, scopes)
+VALUES ($1, $2, $3, $4, $5, $6)
 ON CONFLICT (key_hash) DO NOTHING
 RETURNING id
 """
+
+_SET_SCOPES = "UPDATE api_gateway.api_keys SET scopes = $2 WHERE key_hash = $1"
 
 
 class ApiKeyStore:
@@ -76,7 +83,10 @@ class ApiKeyStore:
         row = await self.pool.fetchrow(_SELECT_BY_HASH, digest)
         key = (
             ApiKey(
-                id=row["id"], name=row["name"], rate_limit_per_minute=row["rate_limit_per_minute"]
+                id=row["id"],
+                name=row["name"],
+                rate_limit_per_minute=row["rate_limit_per_minute"],
+                scopes=frozenset(row["scopes"]),
             )
             if row is not None
             else None
@@ -93,22 +103,32 @@ async def store_key(
     *,
     name: str,
     rate_limit_per_minute: int | None = None,
+    scopes: tuple[str, ...] = DEFAULT_SCOPES,
 ) -> bool:
     """Store a key's hash; False if that key already exists (so seeding is idempotent)."""
     inserted = await conn.fetchval(
-        _INSERT, uuid.uuid4(), name, hash_key(raw), raw[:12], rate_limit_per_minute
+        _INSERT, uuid.uuid4(), name, hash_key(raw), raw[:12], rate_limit_per_minute, list(scopes)
     )
     return inserted is not None
+
+
+async def set_scopes(
+    conn: asyncpg.Connection | asyncpg.Pool, raw: str, scopes: tuple[str, ...]
+) -> None:
+    """Give an existing key exactly these scopes (the seed upgrades the demo key with it)."""
+    await conn.execute(_SET_SCOPES, hash_key(raw), list(scopes))
 
 
 # --- CLI -------------------------------------------------------------------------------
 
 
-async def _create(settings: GatewaySettings, name: str, rate_limit: int | None) -> str:
+async def _create(
+    settings: GatewaySettings, name: str, rate_limit: int | None, scopes: tuple[str, ...]
+) -> str:
     raw = generate_key()
     conn = await asyncpg.connect(asyncpg_dsn(settings.database_url))
     try:
-        await store_key(conn, raw, name=name, rate_limit_per_minute=rate_limit)
+        await store_key(conn, raw, name=name, rate_limit_per_minute=rate_limit, scopes=scopes)
     finally:
         await conn.close()
     return raw
@@ -118,7 +138,7 @@ async def _list(settings: GatewaySettings) -> list[asyncpg.Record]:
     conn = await asyncpg.connect(asyncpg_dsn(settings.database_url))
     try:
         rows: list[asyncpg.Record] = await conn.fetch(
-            "SELECT name, key_prefix, rate_limit_per_minute, created_at, revoked_at"
+            "SELECT name, key_prefix, rate_limit_per_minute, scopes, created_at, revoked_at"
             " FROM api_gateway.api_keys ORDER BY created_at"
         )
         return rows
@@ -145,6 +165,12 @@ def main(argv: list[str] | None = None) -> int:
     create = commands.add_parser("create", help="create a key and print it (shown only once)")
     create.add_argument("--name", required=True)
     create.add_argument("--rate-limit", type=int, default=None, help="requests per minute")
+    create.add_argument(
+        "--scope",
+        action="append",
+        choices=SCOPES,
+        help="what the key may do (repeatable; default: send)",
+    )
     commands.add_parser("list", help="list keys (names and prefixes, never the keys)")
     revoke = commands.add_parser("revoke", help="revoke every active key with this name")
     revoke.add_argument("--name", required=True)
@@ -168,14 +194,16 @@ def _run(
     if args.command == "create":
         if args.rate_limit is not None and args.rate_limit < 1:
             parser.error("--rate-limit must be at least 1")
-        raw = asyncio.run(_create(settings, args.name, args.rate_limit))
+        scopes = tuple(dict.fromkeys(args.scope or DEFAULT_SCOPES))
+        raw = asyncio.run(_create(settings, args.name, args.rate_limit, scopes))
         print(f"API key for {args.name!r} (store it now; it is not shown again):", file=sys.stderr)
         print(raw)
     elif args.command == "list":
         for row in asyncio.run(_list(settings)):
             state = "revoked" if row["revoked_at"] else "active"
             limit = row["rate_limit_per_minute"] or "default"
-            print(f"{row['name']}\t{row['key_prefix']}...\t{limit}/min\t{state}")
+            scopes = ",".join(row["scopes"])
+            print(f"{row['name']}\t{row['key_prefix']}...\t{limit}/min\t{scopes}\t{state}")
     else:
         count = asyncio.run(_revoke(settings, args.name))
         print(f"revoked {count} key(s) named {args.name!r}")

@@ -15,11 +15,14 @@ from sqlalchemy.exc import InterfaceError as SQLAlchemyInterfaceError
 from sqlalchemy.exc import OperationalError as SQLAlchemyOperationalError
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from services.api_gateway import console
 from services.api_gateway.api_keys import ApiKeyStore
 from services.api_gateway.breaker import CircuitBreaker
 from services.api_gateway.clients import Dependency, TemplateLookup
+from services.api_gateway.console.resources import Console
 from services.api_gateway.deps import RATE_LIMIT_STATE, Gateway
 from services.api_gateway.idempotency import IdempotencyStore
+from services.api_gateway.operators import OperatorAuth
 from services.api_gateway.outbox import Outbox, broker_ready
 from services.api_gateway.rate_limit import RateLimiter, RateLimits
 from services.api_gateway.reconciler import Reconciler
@@ -27,6 +30,7 @@ from services.api_gateway.routes import router
 from services.api_gateway.send import SendService
 from services.api_gateway.settings import GatewaySettings
 from services.api_gateway.store import NotificationStore
+from shared.auth import open_token_verifier
 from shared.contacts import ContactDirectory, create_user_session, listen_for_changes
 from shared.db import DB_UNAVAILABLE, create_asyncpg_pool
 from shared.envelope import error_body
@@ -209,13 +213,19 @@ async def _build(settings: GatewaySettings, stack: AsyncExitStack) -> Gateway:
 @asynccontextmanager
 async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     async with AsyncExitStack() as stack:
-        gateway = await _build(app.state.settings, stack)
+        settings: GatewaySettings = app.state.settings
+        gateway = await _build(settings, stack)
         app.state.gateway = gateway
         gateway.outbox.start()
         stack.push_async_callback(gateway.outbox.stop)
-        reconciler = Reconciler(app.state.settings, gateway.pool)
+        reconciler = Reconciler(settings, gateway.pool)
         reconciler.start()
         stack.push_async_callback(reconciler.stop)
+        # --- operator API and console (services/api_gateway/console/) -----------------
+        tokens = await stack.enter_async_context(open_token_verifier(settings, redis=gateway.redis))
+        app.state.operators = OperatorAuth(settings, gateway.api_keys, tokens)
+        app.state.console = Console.open(settings, gateway.pool)
+        stack.push_async_callback(app.state.console.aclose)
         yield
 
 
@@ -241,6 +251,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         lifespan=lifespan,
         max_body_bytes=resolved.max_body_bytes,
         max_header_bytes=resolved.max_header_bytes,
+        settings=resolved,
     )
     app.state.settings = resolved
     for error in (*DB_UNAVAILABLE, SQLAlchemyOperationalError, SQLAlchemyInterfaceError):
@@ -248,4 +259,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(RateLimitHeadersMiddleware)
     app.include_router(router)
     app.include_router(health_router(SERVICE, lambda: _checks(app)))
+    # --- operator API and console (services/api_gateway/console/) -------------------------
+    for console_router in console.routers():
+        app.include_router(console_router)
+    app.mount(console.STATIC_URL, console.static_files(), name="console-static")
     return app

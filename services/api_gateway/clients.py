@@ -49,6 +49,7 @@ class Dependency:
         self.breaker = breaker
         self.retries = retries
         self.backoff_seconds = backoff_ms / 1000
+        DEPENDENCY_FAILURES.labels("api_gateway", name)  # a zero series from the start
 
     async def call(self, fetch: Callable[[], Awaitable[T]]) -> T:
         try:

@@ -18,8 +18,9 @@ from sqlalchemy import (
     Table,
     Text,
     func,
+    text,
 )
-from sqlalchemy.dialects.postgresql import JSONB, UUID
+from sqlalchemy.dialects.postgresql import ARRAY, JSONB, UUID
 
 from shared.notification_status import metadata, notification_statuses
 
@@ -34,6 +35,8 @@ api_keys = Table(
     Column("rate_limit_per_minute", Integer, nullable=True),
     Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
     Column("revoked_at", DateTime(timezone=True), nullable=True),
+    # `send` (the notification API) and `admin` (the operator API under /v1/admin).
+    Column("scopes", ARRAY(Text), nullable=False, server_default=text("'{send}'::text[]")),
 )
 
 idempotency_records = Table(

@@ -32,6 +32,7 @@ class DeviceRegistry:
         self._client = client or create_http_client(
             settings, base_url=settings.user_service_url, headers=internal_headers(settings)
         )
+        DEPENDENCY_FAILURES.labels("push_service", "user_service")  # a zero series from the start
 
     async def aclose(self) -> None:
         await self._client.aclose()

@@ -45,7 +45,9 @@ def create_app(settings: Settings | None = None, *, keys: SigningKeys | None = N
         description="Users, authentication, notification preferences and push devices.",
         lifespan=lifespan,
         docs_url="/api/docs",
+        redoc_url="/api/redoc",
         openapi_url="/api/openapi.json",
+        settings=service_settings,
         max_body_bytes=service_settings.max_body_bytes,
         max_header_bytes=service_settings.max_header_bytes,
     )

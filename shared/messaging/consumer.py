@@ -68,7 +68,13 @@ from shared.messaging.policy import Skip, apply_policy
 from shared.messaging.publisher import Publisher, PublishError
 from shared.messaging.retry import backoff_ms, delay_level
 from shared.messaging.topology import FAILED_QUEUE, declare_topology, delay_queue_name
-from shared.metrics import MESSAGE_HANDLING_SECONDS, MESSAGES_CONSUMED
+from shared.metrics import (
+    DEAD_LETTER_REASONS,
+    DEAD_LETTERED,
+    DELIVERY_LATENCY,
+    MESSAGE_HANDLING_SECONDS,
+    MESSAGES_CONSUMED,
+)
 from shared.notification_status import (
     Claim,
     ClaimOutcome,
@@ -171,6 +177,26 @@ class ConsumerRuntime:
         self._probe: asyncio.Task[None] | None = None
         self._pausing: asyncio.Task[None] | None = None
         PROVIDER_UP.labels(channel.value).set(1)
+        # Every label set exists from the start, so dashboards and rate() see zeros rather
+        # than no series until the first occurrence.
+        for outcome in (
+            "delivered",
+            "retried",
+            "failed",
+            "skipped",
+            "expired",
+            "duplicate",
+            "poison",
+            "requeued",
+        ):
+            MESSAGES_CONSUMED.labels(self.queue_name, outcome)
+        for reason in DEAD_LETTER_REASONS:
+            DEAD_LETTERED.labels(self.queue_name, reason)
+        DELIVERY_LATENCY.labels(channel.value)
+        DUPLICATES_SUPPRESSED.labels(channel.value)
+        UNCERTAIN_DELIVERIES.labels(channel.value)
+        CLAIMS_LOST.labels(channel.value)
+        POLICY_UNCHECKED.labels(channel.value)
 
     @property
     def queue_name(self) -> str:
@@ -414,6 +440,7 @@ class ConsumerRuntime:
         self, message: NotificationMessage, claim: Claim, token: uuid.UUID
     ) -> Finish:
         """Policy, send, and what the outcome means; raises `_Requeue` to give it back."""
+        claimed_at = time.monotonic()
         checked = await self._current_policy(message)
         if isinstance(checked, Skip):
             logger.info(
@@ -446,6 +473,11 @@ class ConsumerRuntime:
             self._provider_failed(exc)
             return await self._retry_later(message, claim, token, exc)
         self._provider_answered()
+        if claim.db_now is not None and claim.created_at is not None:
+            waited = (claim.db_now - claim.created_at).total_seconds()
+            DELIVERY_LATENCY.labels(self.channel_kind.value).observe(
+                waited + time.monotonic() - claimed_at
+            )
         logger.info("delivered notification %s", message.notification_id)
         return Finish(
             message.notification_id,
@@ -747,6 +779,7 @@ class ConsumerRuntime:
                 "x-failed-by": self.service,
             },
         )
+        DEAD_LETTERED.labels(self.queue_name, reason).inc()
 
     async def _requeue_all(self, batch: Sequence[AbstractIncomingMessage], exc: Exception) -> None:
         if not self._stopping:

@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from typing import Annotated, Any
 
 from aio_pika.abc import AbstractIncomingMessage, AbstractRobustConnection
-from fastapi import APIRouter, Body, Request
+from fastapi import APIRouter, Body, Path, Request
 from prometheus_client import Counter
 from pydantic import BaseModel, ValidationError
 
@@ -144,6 +144,8 @@ class DeadLetters:
         self.status = status_store
         self.channel = channel
         self.service = service
+        for outcome in ("replayed", "skipped", "purged"):
+            DLQ_REPLAYS.labels(channel.value, outcome)  # zero series, so rate() sees them
 
     @asynccontextmanager
     async def _held(self) -> AsyncIterator[list[AbstractIncomingMessage]]:
@@ -176,6 +178,16 @@ class DeadLetters:
             mine = self._mine(held)
             start = (page - 1) * limit
             return [describe(m) for m in mine[start : start + limit]], len(mine)
+
+    async def get(self, message_id: str) -> dict[str, Any]:
+        async with self._held() as held:
+            for incoming in self._mine(held):
+                if incoming.message_id == message_id:
+                    return describe(incoming)
+        raise NotFound(
+            f"no {self.channel} message {message_id} in {FAILED_QUEUE}",
+            code="dead_letter_not_found",
+        )
 
     async def purge(self) -> int:
         async with self._held() as held:
@@ -299,6 +311,19 @@ def dead_letter_router() -> APIRouter:
             page=pagination.page, limit=pagination.limit
         )
         return page_of(items, total, pagination, f"{total} dead letters")
+
+    @router.get(
+        "/{message_id}",
+        summary="One of this channel's dead letters",
+        responses=_errors(401, 404, 503),
+    )
+    async def get_dead_letter(
+        request: Request,
+        _: InternalKey,
+        message_id: Annotated[str, Path(min_length=1, max_length=255)],
+    ) -> dict[str, Any]:
+        found = await _dead_letters(request).get(message_id)
+        return ok(found, message="dead letter")
 
     @router.post(
         "/replay",

@@ -7,7 +7,8 @@ hand finish (up to `worker_shutdown_seconds`), then close the sender and the poo
 message is never half-handled by a closed resource.
 
 Routes: `GET /health` (database, broker, consumer), `/metrics`, and the internal-key guarded
-`/admin/dlq` routes from `shared.messaging.dead_letters`.
+`/admin/dlq` routes from `shared.messaging.dead_letters` (the gateway's operator API calls
+them). The lifespan also samples queue depths into `/metrics` (`queue_depth.py`).
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from shared.messaging.consumer import ConsumerRuntime
 from shared.messaging.dead_letters import DeadLetters, dead_letter_router
 from shared.messaging.delivery import Sender
 from shared.messaging.message import Channel
+from shared.messaging.queue_depth import QueueDepthSampler, sampled_queues
 from shared.notification_status import StatusStore
 from shared.redis import RedisKeys
 from shared.settings import Settings
@@ -68,6 +70,7 @@ def create_worker_app(
         sender: Sender | None = None
         runtime: ConsumerRuntime | None = None
         contacts = await _contacts(settings) if settings.delivery_policy_check else None
+        depth_sampler: QueueDepthSampler | None = None
         try:
             built = sender_factory(settings, app)
             sender = await built if inspect.isawaitable(built) else built
@@ -90,9 +93,15 @@ def create_worker_app(
                 channel=channel,
                 service=service,
             )
+            depth_sampler = QueueDepthSampler(
+                runtime.connection, sampled_queues(channel, settings.retry_delay_levels_ms)
+            )
+            depth_sampler.start()
             logger.info("%s worker started", service)
             yield
         finally:
+            if depth_sampler is not None:
+                await depth_sampler.stop()
             app.state.dead_letters = None
             if runtime is not None:
                 await runtime.stop()
@@ -110,6 +119,7 @@ def create_worker_app(
         lifespan=lifespan,
         max_body_bytes=settings.max_body_bytes,
         max_header_bytes=settings.max_header_bytes,
+        settings=settings,
     )
     app.state.settings = settings
     app.state.dead_letters = None

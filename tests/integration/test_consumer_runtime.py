@@ -384,6 +384,12 @@ async def test_dlq_admin_lists_without_losing_and_replay_delivers(
         assert listings[0]["data"][0]["reason"] == "permanent_failure"
         assert listings[0]["data"][0]["error"] == "550 mailbox full"
 
+        one = await client.get(f"/admin/dlq/{second.notification_id}", headers=KEY)
+        assert one.status_code == 200
+        assert one.json()["data"]["message"]["notification_id"] == str(second.notification_id)
+        absent = await client.get("/admin/dlq/nope", headers=KEY)
+        assert absent.status_code == 404 and absent.json()["error"] == "dead_letter_not_found"
+
         missing = await client.post("/admin/dlq/replay", json={"message_id": "nope"}, headers=KEY)
         assert missing.status_code == 404 and missing.json()["error"] == "dead_letter_not_found"
 

@@ -203,11 +203,18 @@ def _serve(app: FastAPI) -> _Server:
 
 
 @pytest.fixture(scope="module")
-def gateway_upstreams(base_settings: Settings) -> Iterator[dict[str, str]]:
-    """The user and template services the gateway calls, served for real, with demo data."""
+def gateway_upstreams(
+    base_settings: Settings, make_vhost: Callable[[str], str]
+) -> Iterator[dict[str, str]]:
+    """The services the gateway calls, served for real, with demo data: the user and template
+    services, and both workers (for the operator API), on a vhost of their own so they never
+    take a message another test published."""
+    workers = base_settings.model_copy(update={"rabbitmq_url": make_vhost("contract")})
     servers = {
         "user_service_url": _serve(_app_or_skip("user_service", base_settings)),
         "template_service_url": _serve(_app_or_skip("template_service", base_settings)),
+        "email_service_url": _serve(_app_or_skip("email_service", workers)),
+        "push_service_url": _serve(_app_or_skip("push_service", workers)),
     }
     _seed("user_service", base_settings)
     _seed("template_service", base_settings)

@@ -117,6 +117,8 @@ def test_compose_urls_point_at_compose_services_and_settings_ports(
         "USER_SERVICE_URL": "user-service",
         "TEMPLATE_SERVICE_URL": "template-service",
         "API_GATEWAY_URL": "api-gateway",
+        "EMAIL_SERVICE_URL": "email-service",
+        "PUSH_SERVICE_URL": "push-service",
         "FCM_BASE_URL": "fcm-standin",
     }.items():
         url = urlparse(env[variable])
@@ -402,3 +404,68 @@ def test_ci_lints_tests_against_real_services_and_builds_every_image() -> None:
     assert images["on"]["push"]["branches"] == ["main"]
     matrix = images["jobs"]["build"]["strategy"]["matrix"]["service"]
     assert sorted(matrix) == sorted(v[0] for v in APP_SERVICES.values())
+
+
+# --- Grafana and the Prometheus scrape configuration ------------------------------------------
+
+DASHBOARD = ROOT / "deploy" / "grafana" / "dashboards" / "notifications.json"
+
+
+def dashboard_expressions() -> list[str]:
+    dashboard = json.loads(DASHBOARD.read_text())
+    return [t["expr"] for p in dashboard["panels"] for t in p.get("targets", [])]
+
+
+def test_dashboard_uses_only_defined_metrics_and_the_provisioned_source() -> None:
+    dashboard = json.loads(DASHBOARD.read_text())
+    assert dashboard["uid"] and dashboard["panels"]
+    datasource = _yaml(
+        ROOT / "deploy" / "grafana" / "provisioning" / "datasources" / "prometheus.yml"
+    )
+    uid = datasource["datasources"][0]["uid"]
+    defined = _defined_metrics()
+    for panel in dashboard["panels"]:
+        for target in panel.get("targets", []):
+            assert target["datasource"]["uid"] == uid, panel["title"]
+            for used in re.findall(r"\bnotifications_\w+", target["expr"]):
+                base = re.sub(r"_(bucket|sum|count)$", "", used)
+                assert base in defined or used in defined, f"{panel['title']}: unknown {used}"
+    titles = " ".join(p["title"].lower() for p in dashboard["panels"])
+    for topic in (
+        "accepted",
+        "delivered",
+        "latency",
+        "reason",
+        "queue",
+        "retry",
+        "breaker",
+        "provider",
+        "cpu",
+        "memory",
+    ):
+        assert topic in titles, topic
+
+
+def test_prometheus_scrapes_every_service_and_grafana_is_provisioned(
+    compose: dict[str, Any],
+) -> None:
+    config = _yaml(ROOT / "deploy" / "prometheus" / "prometheus.yml")
+    assert config["rule_files"] == ["alerts.yml"]
+    (job,) = [j for j in config["scrape_configs"] if j["job_name"] == "notifications"]
+    targets = {t for group in job["static_configs"] for t in group["targets"]}
+    components = {group["labels"]["component"] for group in job["static_configs"]}
+    for name, (service, port_field, _) in APP_SERVICES.items():
+        assert f"{name}:{getattr(DEFAULTS, port_field)}" in targets, name
+        assert service in components
+    services = compose["services"]
+    prometheus_mounts = " ".join(services["prometheus"]["volumes"])
+    assert "./deploy/prometheus:/etc/prometheus" in prometheus_mounts
+    grafana_mounts = services["grafana"]["volumes"]
+    assert "./deploy/grafana/provisioning:/etc/grafana/provisioning:ro" in grafana_mounts
+    provider = _yaml(
+        ROOT / "deploy" / "grafana" / "provisioning" / "dashboards" / "notifications.yml"
+    )
+    path = provider["providers"][0]["options"]["path"]
+    assert f"./deploy/grafana/dashboards:{path}:ro" in grafana_mounts
+    source = _yaml(ROOT / "deploy" / "grafana" / "provisioning" / "datasources" / "prometheus.yml")
+    assert source["datasources"][0]["url"] == "http://prometheus:9090"

@@ -49,7 +49,9 @@ def gateway_vhost_url(base_settings: Settings) -> Iterator[str]:
 
 @pytest.fixture
 async def upstream(base_settings: Settings) -> AsyncIterator[Upstream]:
-    server = Upstream(base_settings.internal_api_key.get_secret_value())
+    server = Upstream(
+        base_settings.internal_api_key.get_secret_value(), base_settings.user_service_url
+    )
     await server.start()
     try:
         yield server

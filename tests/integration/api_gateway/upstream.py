@@ -12,6 +12,7 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
+import httpx
 import uvicorn
 from fastapi import FastAPI, Header, Request
 from fastapi.responses import JSONResponse
@@ -23,6 +24,8 @@ from shared.envelope import error_body, ok
 @dataclass
 class UpstreamState:
     internal_key: str
+    identity_url: str | None = None
+    """The run's real user service, which answers token checks (keys, versions) for us."""
     users: dict[str, dict[str, Any]] = field(default_factory=dict)
     templates: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)
     contact_hits: int = 0
@@ -49,6 +52,15 @@ def _app(state: UpstreamState) -> FastAPI:
             return JSONResponse(error_body("user_not_found", "no such user"), 404)
         return ok(user)
 
+    @app.get("/.well-known/jwks.json")
+    async def jwks() -> Any:
+        return await _forward(state, "/.well-known/jwks.json", {})
+
+    @app.get("/internal/v1/users/{user_id}/token-version")
+    async def token_version(user_id: str, x_internal_api_key: str | None = Header(None)) -> Any:
+        headers = {"X-Internal-API-Key": x_internal_api_key or ""}
+        return await _forward(state, f"/internal/v1/users/{user_id}/token-version", headers)
+
     @app.get("/internal/v1/templates/{code}/active")
     async def active(
         code: str, request: Request, x_internal_api_key: str | None = Header(None)
@@ -67,11 +79,19 @@ def _app(state: UpstreamState) -> FastAPI:
     return app
 
 
+async def _forward(state: UpstreamState, path: str, headers: dict[str, str]) -> Any:
+    """Token checks are the real user service's business: pass them through."""
+    assert state.identity_url is not None
+    async with httpx.AsyncClient(base_url=state.identity_url, timeout=5) as client:
+        response = await client.get(path, headers=headers)
+    return JSONResponse(response.json(), response.status_code)
+
+
 class Upstream:
     """Both internal APIs in one uvicorn server on a free port, in the test's event loop."""
 
-    def __init__(self, internal_key: str) -> None:
-        self.state = UpstreamState(internal_key=internal_key)
+    def __init__(self, internal_key: str, identity_url: str | None = None) -> None:
+        self.state = UpstreamState(internal_key=internal_key, identity_url=identity_url)
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self._server: uvicorn.Server | None = None
