@@ -77,6 +77,12 @@ class SendRequest(BaseModel):
     send_at: AwareDatetime | None = Field(
         default=None, description="Deliver at this time instead of now (needs a timezone)."
     )
+    expires_at: AwareDatetime | None = Field(
+        default=None, description="Never deliver after this time (it ends `expired`)."
+    )
+    ttl_seconds: int | None = Field(
+        default=None, ge=1, description="Instead of `expires_at`: seconds after acceptance."
+    )
 
     def body(self) -> dict[str, Any]:
         """The JSON body. Unset optional fields are left out, so a gateway that predates one
@@ -94,6 +100,7 @@ class Accepted(_Response):
     created_at: datetime
     status_reason: str | None = None
     scheduled_for: datetime | None = None
+    expires_at: datetime | None = None
 
     _replayed: bool = PrivateAttr(default=False)
 
@@ -108,6 +115,7 @@ class HistoryEntry(_Response):
     status: Status
     at: datetime
     detail: str | None = None
+    attempt: int = 0
 
 
 class Notification(_Response):
@@ -126,6 +134,8 @@ class Notification(_Response):
     attempts: int = 0
     last_error: str | None = None
     scheduled_for: datetime | None = None
+    next_attempt_at: datetime | None = None
+    expires_at: datetime | None = None
     created_at: datetime
     updated_at: datetime
     delivered_at: datetime | None = None
