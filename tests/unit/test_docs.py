@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import re
+from typing import Any
 
 import httpx
 import pytest
 
 from shared.http import create_service_app
-from shared.settings import Settings
+from shared.settings import DEMO_DEFAULTS, Settings
 
 
 def _client(settings: Settings, **kwargs: str) -> httpx.AsyncClient:
@@ -41,6 +42,13 @@ async def test_docs_follow_a_custom_prefix() -> None:
         assert (await client.get("/api/redoc")).status_code == 200
 
 
+PRODUCTION_SECRETS: dict[str, Any] = {
+    "internal_api_key": "x" * 40,
+    "rabbitmq_url": "amqp://notifications:a-real-password@127.0.0.1:5672/",
+    **dict.fromkeys(DEMO_DEFAULTS),
+}
+
+
 @pytest.mark.parametrize(
     ("environment", "expose", "served"),
     [
@@ -54,7 +62,13 @@ async def test_docs_follow_a_custom_prefix() -> None:
 async def test_docs_are_off_in_production_unless_exposed(
     environment: str, expose: bool | None, served: bool
 ) -> None:
-    settings = Settings(_env_file=None, environment=environment, expose_docs=expose)
+    settings = Settings(
+        _env_file=None,
+        environment=environment,
+        expose_docs=expose,
+        # A production configuration the settings accept: real secrets, no demo values.
+        **(PRODUCTION_SECRETS if environment == "production" else {}),
+    )
     async with _client(settings) as client:
         for path in ("/docs", "/redoc", "/openapi.json"):
             status = (await client.get(path)).status_code

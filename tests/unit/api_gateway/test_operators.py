@@ -21,7 +21,7 @@ class _NoKeys:
 
 
 def _auth() -> OperatorAuth:
-    return OperatorAuth(Settings(_env_file=None), _NoKeys())  # type: ignore[arg-type]
+    return OperatorAuth(Settings(_env_file=None), _NoKeys(), None)  # type: ignore[arg-type]
 
 
 def _request(cookies: dict[str, str]) -> Request:
@@ -45,7 +45,7 @@ def test_a_token_is_valid_only_with_its_nonce_and_session() -> None:
 
 
 def test_tokens_depend_on_the_internal_key() -> None:
-    other = OperatorAuth(Settings(_env_file=None, internal_api_key="another"), _NoKeys())  # type: ignore[arg-type]
+    other = OperatorAuth(Settings(_env_file=None, internal_api_key="another"), _NoKeys(), None)  # type: ignore[arg-type]
     assert _auth().csrf_token("n", "s") != other.csrf_token("n", "s")
 
 

@@ -263,8 +263,16 @@ class DeadLetter(_Response):
     attempts: int | None = None
 
 
+class SkippedReplay(_Response):
+    message_id: str | None = None
+    reason: str | None = None
+
+
 class ReplayResult(_Response):
-    replayed: int = 0
+    """What a replay put back to work (message ids) and what it left, with why."""
+
+    replayed: list[str] = Field(default_factory=list)
+    skipped: list[SkippedReplay] = Field(default_factory=list)
 
 
 class PurgeResult(_Response):

@@ -270,7 +270,10 @@ def _dlq_replay(args: argparse.Namespace, client: NotificationsClient, out: Outp
     if out.json_mode:
         out.document(replayed)
     else:
-        out.line(f"replayed {replayed.replayed} message(s) from {args.channel}")
+        out.line(
+            f"replayed {len(replayed.replayed)} message(s) from {args.channel}"
+            + (f", skipped {len(replayed.skipped)}" if replayed.skipped else "")
+        )
 
 
 def _dlq_purge(args: argparse.Namespace, client: NotificationsClient, out: Output) -> None:
