@@ -272,7 +272,7 @@ def test_an_operator_lists_and_replays_dead_letters(
     with NotificationsClient(gateway_url, admin_api_key) as admin:
         letters = list(admin.dead_letters.list("email"))
         replayed = admin.dead_letters.replay("email")
-    assert replayed.replayed == len(letters)
+    assert len(replayed.replayed) + len(replayed.skipped) == len(letters)
 
     listed = notify("dlq", "list", "email", "--json", env={"NOTIFY_API_KEY": admin_api_key})
     assert listed.returncode == 0, listed.stderr
