@@ -220,6 +220,9 @@ class Claim:
     expires_at: datetime | None = None
     db_now: datetime | None = None
     """The database's clock at the claim, so workers never compare against their own."""
+    held_for_seconds: float | None = None
+    """A lost claim whose row another claim holds: how long that claim's lease still runs.
+    Its holder may have crashed, so this copy is the one that must take over when it lapses."""
 
 
 @dataclass(frozen=True)
@@ -327,8 +330,12 @@ _CLAIM_SQL = f"""
 The WHERE is re-checked on the newest row version when two claims race, so exactly one wins."""
 
 _CURRENT_MANY_SQL = f"""
-    SELECT id, status FROM {SCHEMA}.notification_statuses WHERE id = ANY($1::uuid[])
+    SELECT id, status,
+           CASE WHEN status = 'processing' AND lease_until > now()
+                THEN EXTRACT(EPOCH FROM lease_until - now())::float8 END AS lease_left
+      FROM {SCHEMA}.notification_statuses WHERE id = ANY($1::uuid[])
 """
+"""For the ids a claim did not take: their status, and how long a live claim still holds them."""
 
 _FINISH_SQL = f"""
     WITH o AS (
@@ -534,13 +541,14 @@ class StatusStore:
             )
         missing = [i for i in ids if i not in claims]
         if missing:
-            found = {r["id"]: r["status"] for r in await self.db.fetch(_CURRENT_MANY_SQL, missing)}
+            found = {r["id"]: r for r in await self.db.fetch(_CURRENT_MANY_SQL, missing)}
             for notification_id in missing:
                 current = found.get(notification_id)
                 claims[notification_id] = Claim(
                     notification_id,
                     ClaimOutcome.LOST if current is not None else ClaimOutcome.UNKNOWN,
-                    NotificationStatus(current) if current is not None else None,
+                    NotificationStatus(current["status"]) if current is not None else None,
+                    held_for_seconds=current["lease_left"] if current is not None else None,
                 )
         return claims
 

@@ -3,9 +3,11 @@
 Messages are handled in batches of whatever is in hand (up to the prefetch):
 
 1. **Claim** the whole batch in one statement (`StatusStore.claim`). A claim is exclusive and
-   fenced: a copy of a message whose notification another worker holds, or that is finished,
-   or whose attempt is older than one already seen, loses the claim and is acked without
-   sending (`notification_duplicate_deliveries_suppressed_total`).
+   fenced: a copy of a message whose notification is finished, or whose attempt is older than
+   one already seen, loses the claim and is acked without sending
+   (`notification_duplicate_deliveries_suppressed_total`). A copy whose notification another
+   live claim holds is parked in the delay queue that covers the rest of that lease, so it
+   takes over at once if the holder died mid-send, and is acked when it finds the row finished.
 2. **Check the policy** at delivery time: the user's current contact (opted out: `skipped`;
    deleted: `skipped`; a new address or device list is used).
 3. **Send** each claimed message concurrently through the channel's `Sender`, under a lease
@@ -23,8 +25,8 @@ consumer is cancelled and the provider probed every `provider_probe_seconds`; me
 the queue meanwhile, and consuming resumes when the provider answers.
 
 A crash at any point leaves messages unacked and claims leased: the broker redelivers the
-messages, whose claims wait for the lease to lapse; the reconciler (in the gateway) enqueues
-any notification whose lease lapsed. A handling error of our own code gives the claim back and
+messages, which are parked until the lease lapses and then claim it; the reconciler (in the
+gateway) enqueues any notification whose lease lapsed with no message left to take it. A handling error of our own code gives the claim back and
 requeues the message; the claim counts it, and past `max_claims_per_attempt` the notification is
 `failed` (`handler_error`) with a copy in `failed.queue`, so nothing loops forever.
 """
@@ -118,6 +120,10 @@ POLICY_UNCHECKED = Counter(
 )
 
 
+HELD_COPY_HEADER = "x-held-copy"
+"""Marks a copy parked while another claim held its notification (counted once, when parked)."""
+
+
 class _Requeue(Exception):
     """Give the message back to the broker (after a short pause) without an outcome."""
 
@@ -186,6 +192,7 @@ class ConsumerRuntime:
             "skipped",
             "expired",
             "duplicate",
+            "deferred",
             "poison",
             "requeued",
         ):
@@ -370,6 +377,8 @@ class ConsumerRuntime:
         elif claim.outcome is ClaimOutcome.EXPIRED:
             logger.info("notification %s expired before delivery", message.notification_id)
             await self._ack(incoming, "expired")
+        elif claim.held_for_seconds is not None:
+            await self._defer_held_copy(incoming, message, claim.held_for_seconds)
         else:
             logger.info(
                 "notification %s is %s; acking attempt %d without sending",
@@ -377,7 +386,34 @@ class ConsumerRuntime:
                 claim.status,
                 message.attempt,
             )
-            await self._duplicate(incoming)
+            await self._duplicate(incoming, counted=HELD_COPY_HEADER not in incoming.headers)
+
+    async def _defer_held_copy(
+        self, incoming: AbstractIncomingMessage, message: NotificationMessage, held_for: float
+    ) -> None:
+        """Another claim holds the notification: park this copy until that lease lapses.
+
+        The holder may be alive (then the copy comes back to a finished row and is acked) or
+        dead, killed mid-send (then the copy is what takes the notification over as soon as the
+        lease lapses, without waiting for the reconciler). Either way it is not sent now.
+        """
+        level = delay_level(int(held_for * 1000) + 100, self.settings.retry_delay_levels_ms)
+        headers = {k: v for k, v in (incoming.headers or {}).items() if not k.startswith("x-death")}
+        try:
+            await self.publisher.publish_to_queue(
+                delay_queue_name(self.channel_kind, level),
+                incoming.body,
+                message_id=str(message.notification_id),
+                correlation_id=message.correlation_id,
+                priority=message.priority,
+                headers={**headers, HELD_COPY_HEADER: 1},
+            )
+        except PublishError as exc:
+            await self._requeue_all([incoming], exc)
+            return
+        if HELD_COPY_HEADER not in incoming.headers:
+            DUPLICATES_SUPPRESSED.labels(self.channel_kind.value).inc()
+        await self._ack(incoming, "deferred")
 
     async def _parse(self, incoming: AbstractIncomingMessage) -> NotificationMessage | None:
         """The message, or None after sending an unusable one to the DLQ."""
@@ -732,8 +768,10 @@ class ConsumerRuntime:
         MESSAGES_CONSUMED.labels(self.queue_name, outcome).inc()
         self._done()
 
-    async def _duplicate(self, incoming: AbstractIncomingMessage) -> None:
-        DUPLICATES_SUPPRESSED.labels(self.channel_kind.value).inc()
+    async def _duplicate(self, incoming: AbstractIncomingMessage, *, counted: bool = True) -> None:
+        """Ack a copy without sending; `counted=False` for a parked copy counted when parked."""
+        if counted:
+            DUPLICATES_SUPPRESSED.labels(self.channel_kind.value).inc()
         await self._ack(incoming, "duplicate")
 
     async def _finish_untracked(

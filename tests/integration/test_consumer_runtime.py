@@ -487,6 +487,30 @@ async def test_a_message_still_in_hand_at_the_deadline_is_redelivered_and_sent_o
     assert [m.notification_id for m in sender.sent] == [message.notification_id]
 
 
+async def test_a_copy_takes_over_when_the_holder_of_its_claim_died(
+    base_settings: Settings, engine: AsyncEngine, publisher: Publisher, clean_queues: None
+) -> None:
+    """A worker SIGKILLed mid-send leaves its claim leased and its message redelivered: the
+    copy must neither send while the lease runs nor wait for the reconciler after it lapses."""
+    message = await new_notification(engine)
+    pool = await create_asyncpg_pool(base_settings, application_name="dead_worker")
+    try:  # the dead worker: it claimed the notification, then vanished without a word
+        claims = await StatusStore(pool).claim(
+            [(message.notification_id, message.attempt)], lease_seconds=1.5, max_claims=5
+        )
+    finally:
+        await pool.close()
+    lease_until = (await status_row(engine, message.notification_id)).lease_until
+    sender = ScriptedSender()
+    async with running_worker(base_settings, sender):
+        await publisher.publish_notification(message)  # the broker's redelivery
+        row = await wait_for(status_is(engine, message.notification_id, "delivered"))
+    assert claims[message.notification_id].token is not None
+    assert [m.notification_id for m in sender.sent] == [message.notification_id]
+    assert sender.attempts[0].token != claims[message.notification_id].token
+    assert row.delivered_at >= lease_until
+
+
 async def test_a_message_whose_handling_keeps_failing_ends_failed_not_in_a_loop(
     base_settings: Settings, engine: AsyncEngine, publisher: Publisher, clean_queues: None
 ) -> None:
