@@ -20,7 +20,7 @@ import httpx
 from pydantic import ValidationError
 
 from shared.contracts import TemplateVersion
-from shared.errors import DependencyUnavailable, NotFound
+from shared.errors import DependencyUnavailable, NotFound, ValidationFailed
 from shared.http_client import create_http_client, internal_headers
 from shared.settings import Settings
 
@@ -28,12 +28,26 @@ from shared.settings import Settings
 # caller's code can never reshape the internal URL (`../`, `?`, `%2F`).
 CODE_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,63}$"
 _CODE = re.compile(CODE_PATTERN)
+# 4xx that say nothing about the request: our own key refused (a misconfiguration every send
+# shares) or the service shedding load. They stay "unavailable"; any other 4xx is an answer.
+_NOT_ANSWERS = frozenset({401, 403, 429})
 K = TypeVar("K")
 V = TypeVar("V")
 
 
 class TemplateNotFound(NotFound):
     status_code, code, message = 404, "template_not_found", "no such template"
+
+
+class TemplateRequestRefused(ValidationFailed):
+    """The template service refused this lookup (a 4xx other than 401, 403, 404 and 429): an
+    answer about this request alone, never a sign that the service is down."""
+
+    status_code, code, message = (
+        422,
+        "template_request_refused",
+        "the template service refused this template lookup",
+    )
 
 
 class TemplateServiceUnavailable(DependencyUnavailable):
@@ -184,6 +198,10 @@ class TemplateClient:
             ) from exc
         if response.status_code == 404:
             raise TemplateNotFound(_message(response) or "no such template")
+        if 400 <= response.status_code < 500 and response.status_code not in _NOT_ANSWERS:
+            raise TemplateRequestRefused(
+                f"the template service refused the lookup: {_message(response) or response.status_code}"
+            )
         if response.status_code != 200:
             raise TemplateServiceUnavailable(
                 f"the template service answered {response.status_code}"

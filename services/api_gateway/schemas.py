@@ -25,6 +25,7 @@ from pydantic import (
     model_validator,
 )
 
+from shared.locales import MAX_LOCALE_LENGTH, normalize_locale
 from shared.messaging.message import Channel
 from shared.notification_status import NotificationStatus
 
@@ -65,9 +66,13 @@ TemplateCode = Annotated[
 ]
 Locale = Annotated[
     str,
-    StringConstraints(
-        min_length=2, max_length=35, pattern=r"^[A-Za-z]{2,8}([-_][A-Za-z0-9]{1,8})*$"
+    Field(
+        min_length=2,
+        max_length=MAX_LOCALE_LENGTH,
+        description="a BCP 47 language tag (`en`, `pt-BR`); the template's locale fallback "
+        "applies (`pt-BR` -> `pt` -> the default)",
     ),
+    AfterValidator(normalize_locale),
 ]
 PriorityNumber = Annotated[int, Strict(), Field(ge=0, le=9)]
 

@@ -41,12 +41,11 @@ from services.template_service.schemas import (
     VersionFields,
     VersionListItem,
     VersionOut,
-    locale_chain,
-    normalize_locale,
 )
 from services.template_service.settings import TemplateSettings
 from shared.db import session_scope
 from shared.errors import ValidationFailed
+from shared.locales import locale_chain, normalize_locale
 from shared.render_pool import RenderPool, RenderPoolBusy
 from shared.rendering import Analysis, RenderError, TemplateFields, channel_fields, nest_data
 

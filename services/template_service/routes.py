@@ -21,11 +21,11 @@ from services.template_service.schemas import (
     TemplateUpdate,
     VersionListItem,
     VersionOut,
-    normalize_locale,
 )
 from shared.auth import require_internal_key
 from shared.envelope import Envelope, ok
 from shared.errors import ValidationFailed, error_responses
+from shared.locales import normalize_locale
 from shared.pagination import PaginationQuery, page_of
 from shared.template_client import CODE_PATTERN
 

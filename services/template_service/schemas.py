@@ -1,8 +1,7 @@
-"""HTTP bodies of the template service, and the locale rules (normalise, fall back)."""
+"""HTTP bodies of the template service (locales follow `shared.locales`)."""
 
 from __future__ import annotations
 
-import re
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
@@ -17,11 +16,10 @@ from pydantic import (
 
 # One version's body is an internal contract, defined once for the service and its readers.
 from shared.contracts import TemplateVersion as VersionOut
+from shared.locales import normalize_locale
 from shared.template_client import CODE_PATTERN
 
 Channel = Literal["email", "push"]
-
-_LOCALE = re.compile(r"^[A-Za-z]{2,3}(?:[-_][A-Za-z0-9]{2,8})*$")
 
 
 def _no_nul(value: str) -> str:
@@ -41,34 +39,6 @@ Body = Annotated[str, StringConstraints(min_length=1, max_length=60_000), NoNul]
 
 EMAIL_ONLY = ("subject", "text_body", "html_body")
 PUSH_ONLY = ("title", "body", "data", "image_url")
-
-
-def normalize_locale(value: str) -> str:
-    """`pt_br` / `PT-br` -> `pt-BR`; `zh-hant-tw` -> `zh-Hant-TW` (BCP 47 casing)."""
-    if not _LOCALE.fullmatch(value) or len(value) > 35:
-        raise ValueError("must be a locale such as en, pt or pt-BR")
-    parts = re.split(r"[-_]", value)
-    out = [parts[0].lower()]
-    for part in parts[1:]:
-        if len(part) == 4 and part.isalpha():
-            out.append(part.title())
-        elif len(part) == 2 or (len(part) == 3 and part.isdigit()):
-            out.append(part.upper())
-        else:
-            out.append(part.lower())
-    return "-".join(out)
-
-
-def locale_chain(locale: str | None, default: str) -> list[str]:
-    """The locales to try, most specific first: pt-BR -> pt -> the default locale."""
-    chain: list[str] = []
-    if locale:
-        parts = normalize_locale(locale).split("-")
-        chain = ["-".join(parts[:n]) for n in range(len(parts), 0, -1)]
-    default = normalize_locale(default)
-    if default not in chain:
-        chain.append(default)
-    return chain
 
 
 class VersionFields(BaseModel):

@@ -27,18 +27,11 @@ from pydantic import (
 )
 
 from shared.contracts import ContactPreferences
+from shared.locales import MAX_LOCALE_LENGTH, normalize_locale
 
 Role = Literal["user", "admin"]
 Platform = Literal["android", "ios", "web"]
 
-# BCP 47 language tag, the common subset: language, optional script, region and variants
-# (e.g. `en`, `pt-BR`, `zh-Hant-TW`, `sl-rozaj`). Private-use and grandfathered tags are refused.
-_BCP47 = re.compile(
-    r"^(?P<lang>[A-Za-z]{2,3}|[A-Za-z]{5,8})"
-    r"(?:-(?P<script>[A-Za-z]{4}))?"
-    r"(?:-(?P<region>[A-Za-z]{2}|[0-9]{3}))?"
-    r"(?P<variants>(?:-(?:[A-Za-z0-9]{5,8}|[0-9][A-Za-z0-9]{3}))*)$"
-)
 _HHMM = re.compile(r"^([01][0-9]|2[0-3]):[0-5][0-9]$")
 _DEVICE_TOKEN = re.compile(r"^[\x21-\x7e]+$")  # printable ASCII, no spaces
 NO_CONTROL_CHARS = r"^[^\x00-\x1f\x7f]*$"
@@ -46,21 +39,6 @@ NO_CONTROL_CHARS = r"^[^\x00-\x1f\x7f]*$"
 
 def is_device_token(value: str) -> bool:
     return len(value) <= 4096 and _DEVICE_TOKEN.match(value) is not None
-
-
-def _locale(value: str) -> str:
-    """Validate a BCP 47 tag and give it its canonical case (`pt-br` -> `pt-BR`)."""
-    match = _BCP47.match(value)
-    if match is None:
-        raise ValueError("must be a BCP 47 language tag such as 'en' or 'pt-BR'")
-    parts = [match["lang"].lower()]
-    if match["script"]:
-        parts.append(match["script"].title())
-    if match["region"]:
-        parts.append(match["region"].upper())
-    if match["variants"]:
-        parts.append(match["variants"][1:].lower())
-    return "-".join(parts)
 
 
 @lru_cache(maxsize=1)
@@ -95,7 +73,9 @@ def _token(value: str) -> str:
     return value
 
 
-Locale = Annotated[str, Field(min_length=2, max_length=35), AfterValidator(_locale)]
+Locale = Annotated[
+    str, Field(min_length=2, max_length=MAX_LOCALE_LENGTH), AfterValidator(normalize_locale)
+]
 TimeZone = Annotated[str, Field(min_length=1, max_length=64), AfterValidator(_timezone)]
 Name = Annotated[str, Field(min_length=1, max_length=100), AfterValidator(_name)]
 PASSWORD_RULES = (

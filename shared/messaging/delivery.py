@@ -26,7 +26,11 @@ from shared.db import DB_UNAVAILABLE
 from shared.messaging.message import NotificationMessage
 from shared.messaging.publisher import PublishError
 from shared.rendering import RenderError
-from shared.template_client import TemplateNotFound, TemplateServiceUnavailable
+from shared.template_client import (
+    TemplateNotFound,
+    TemplateRequestRefused,
+    TemplateServiceUnavailable,
+)
 
 T = TypeVar("T")
 
@@ -156,7 +160,8 @@ class TemplateSource(Protocol):
 async def render_message(templates: TemplateSource, message: NotificationMessage) -> dict[str, Any]:
     """The message's pinned template version rendered with its variables (push `data` folded
     back into a map), with every template failure classified for the runtime: a missing
-    version or a render error is permanent, the template service being down is transient."""
+    version, a refused lookup or a render error is permanent, the template service being down
+    is transient."""
     ref = message.template
     channel = message.notification_type.value
     try:
@@ -166,6 +171,8 @@ async def render_message(templates: TemplateSource, message: NotificationMessage
         raise PermanentFailure(
             f"template_not_found: {ref.code} v{ref.version} ({ref.locale})"
         ) from exc
+    except TemplateRequestRefused as exc:
+        raise PermanentFailure(f"template_request_refused: {exc.message}") from exc
     except TemplateServiceUnavailable as exc:
         raise TransientFailure(f"template_service_unavailable: {exc.message}") from exc
     except RenderError as exc:

@@ -71,7 +71,7 @@ async def test_each_malformed_field_is_named(client: httpx.AsyncClient) -> None:
             "name": "Eve\r\nBcc: victim@example.com",
             "email": "not-an-email",
             "password": "short",
-            "locale": "en_US",
+            "locale": "english!",
             "timezone": "Mars/Olympus",
             "preferences": {"email": "yes", "push": True},
             "push_token": "has spaces",

@@ -1,44 +1,12 @@
-"""Locale rules and body checks of the template service (no I/O)."""
+"""Body checks of the template service (no I/O); locales are in tests/unit/test_locales.py."""
 
 from __future__ import annotations
 
 import pytest
 from pydantic import ValidationError
 
-from services.template_service.schemas import (
-    PreviewRequest,
-    TemplateCreate,
-    locale_chain,
-    normalize_locale,
-)
+from services.template_service.schemas import PreviewRequest, TemplateCreate
 from shared.contracts import TemplateVersion
-
-
-@pytest.mark.parametrize(
-    ("given", "expected"),
-    [
-        ("en", "en"),
-        ("pt_br", "pt-BR"),
-        ("PT-br", "pt-BR"),
-        ("zh-hant-tw", "zh-Hant-TW"),
-        ("es-419", "es-419"),
-    ],
-)
-def test_locales_are_normalised(given: str, expected: str) -> None:
-    assert normalize_locale(given) == expected
-
-
-@pytest.mark.parametrize("bad", ["", "e", "english language", "pt-BR\n", "../etc"])
-def test_malformed_locales_are_refused(bad: str) -> None:
-    with pytest.raises(ValueError):
-        normalize_locale(bad)
-
-
-def test_fallback_goes_from_region_to_language_to_default() -> None:
-    assert locale_chain("pt-BR", "en") == ["pt-BR", "pt", "en"]
-    assert locale_chain("zh-Hant-TW", "en") == ["zh-Hant-TW", "zh-Hant", "zh", "en"]
-    assert locale_chain("en-GB", "en") == ["en-GB", "en"]
-    assert locale_chain(None, "en") == ["en"]
 
 
 def test_channel_fit_is_reported_per_field() -> None:

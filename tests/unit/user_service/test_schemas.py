@@ -30,13 +30,14 @@ def _fields(exc: ValidationError) -> set[str]:
         ("es-419", "es-419"),
         ("sl-rozaj", "sl-rozaj"),
         ("yue", "yue"),
+        ("en_US", "en-US"),  # the one rule (shared.locales) reads `_` as `-`
     ],
 )
 def test_locales_are_bcp47_in_canonical_case(given: str, canonical: str) -> None:
     assert UserCreate(**VALID, locale=given).locale == canonical
 
 
-@pytest.mark.parametrize("bad", ["en_US", "e", "english!", "en-", "-en", "en US", "x" * 40, ""])
+@pytest.mark.parametrize("bad", ["e", "english!", "en-", "-en", "en US", "x" * 40, ""])
 def test_non_bcp47_locales_are_refused(bad: str) -> None:
     with pytest.raises(ValidationError) as exc:
         UserCreate(**VALID, locale=bad)
