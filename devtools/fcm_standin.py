@@ -11,7 +11,9 @@ Google:
 
 The emulator endpoints (`/emulator/...`) let a developer or a test read what arrived, and make
 chosen device tokens fail (`unregistered`, `invalid_argument`, `unavailable` = 503 +
-Retry-After, `quota` = 429 + Retry-After, `slow`). Everything is kept in memory.
+Retry-After, `quota` = 429 + Retry-After, `slow`); a fault for the token `*` applies to every
+token without one of its own, the probe's included: FCM itself down. Everything is kept in
+memory.
 
 Run it with `python -m devtools.fcm_standin` (port `FCM_STANDIN_PORT`, 8085).
 """
@@ -158,6 +160,10 @@ class Fault:
     """How many more requests it applies to; None means until cleared."""
 
 
+EVERY_TOKEN = "*"
+"""A fault set for this token applies to every token without one of its own."""
+
+
 @dataclass
 class StandinState:
     service_accounts: dict[str, dict[str, str]]
@@ -171,13 +177,15 @@ class StandinState:
     token_requests: int = 0
 
     def take_fault(self, token: str) -> Fault | None:
-        fault = self.faults.get(token)
+        """The token's own fault, else the one set for every token (`*`: FCM itself down)."""
+        key = token if token in self.faults else EVERY_TOKEN
+        fault = self.faults.get(key)
         if fault is None:
             return None
         if fault.times is not None:
             fault.times -= 1
             if fault.times <= 0:
-                del self.faults[token]
+                del self.faults[key]
         return fault
 
 

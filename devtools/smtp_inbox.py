@@ -14,7 +14,8 @@ Faults, for tests and drills (`--fail-with 421|550|refuse` at start, or at runti
 "code"?: int}`): `refuse` closes the listener and every open session, so clients see connection
 refused; `tempfail`/`permfail` answer each DATA with a 4xx/5xx (451/550 unless `code` says
 otherwise); `drop_after_data` keeps each message and then drops the connection instead of
-replying: the sender cannot know the message arrived (a lost final reply).
+replying: the sender cannot know the message arrived (a lost final reply); `stall` holds each
+DATA's reply until the mode changes (a sender killed meanwhile leaves nothing behind).
 """
 
 from __future__ import annotations
@@ -46,7 +47,7 @@ from shared.errors import NotFound, ValidationFailed, install_error_handlers
 
 logger = logging.getLogger("devtools.smtp_inbox")
 
-FaultMode = Literal["none", "refuse", "tempfail", "permfail", "drop_after_data"]
+FaultMode = Literal["none", "refuse", "tempfail", "permfail", "drop_after_data", "stall"]
 DEFAULT_CODES = {"tempfail": 451, "permfail": 550}
 
 
@@ -164,6 +165,11 @@ class Faults:
     mode: FaultMode = "none"
     code: int | None = None
     applied: int = 0
+    unstalled: asyncio.Event = field(default_factory=asyncio.Event)
+    """Set whenever the mode is not `stall`: what a stalled DATA waits for."""
+
+    def __post_init__(self) -> None:
+        self.unstalled.set()
 
     def reply(self) -> str | None:
         """The SMTP reply a DATA gets under the current fault, or None to accept it."""
@@ -219,6 +225,11 @@ class _Handler:
         self.faults = faults
 
     async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
+        if not self.faults.unstalled.is_set():
+            # Hold the reply until the stall ends; a sender that dies meanwhile drops the
+            # session, which cancels this and keeps nothing (the message never arrived).
+            self.faults.applied += 1
+            await self.faults.unstalled.wait()
         refusal = self.faults.reply()
         if refusal is not None:
             return refusal
@@ -272,6 +283,10 @@ class SmtpInbox:
     async def set_fault(self, mode: FaultMode, code: int | None = None) -> None:
         self.faults.mode = mode
         self.faults.code = code
+        if mode == "stall":
+            self.faults.unstalled.clear()
+        else:
+            self.faults.unstalled.set()
         if mode == "refuse":
             await self._close_listener()
             self._drop_sessions()

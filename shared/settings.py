@@ -107,8 +107,9 @@ class Settings(BaseSettings):
     worker_prefetch: int = 50
     worker_shutdown_seconds: float = 10.0
     # A claim lasts this long unless the worker extends it (it does, every third of it, while
-    # a send runs); a crashed worker's claims lapse after it and the reconciler takes over.
-    claim_lease_seconds: float = 30.0
+    # a send runs); a crashed worker's claims lapse after it and its redelivered (parked)
+    # messages take them over.
+    claim_lease_seconds: float = 15.0
     # Claims of one attempt that ended without an outcome (crashes, handler errors) before the
     # notification is failed with `handler_error`.
     max_claims_per_attempt: int = 5

@@ -165,21 +165,27 @@ class Accounts:
         changes: dict[str, Any] = body.model_dump(
             exclude_unset=True, exclude={"password", "current_password"}
         )
-        if body.password is not None:
+        if body.password is not None or body.email is not None:
             await self._check_password_change(user_id, body, actor)
+        if body.password is not None:
             await self.passwords.check_strength(body.password)
             changes["password_hash"] = await self.passwords.hash(body.password)
         version = None
-        async with session_scope(self.sessions) as session:
-            user = await repo.get_user(session, user_id)
-            if user is None:
-                raise user_not_found()
-            if changes:
-                user = await repo.update_user(session, user, changes)
-            if body.password is not None:
-                version = await self.auth.revoke_in(session, user_id)
-                await session.refresh(user)  # the version bump expired the loaded row
-            preferences = await repo.get_preferences(session, user_id)
+        try:
+            async with session_scope(self.sessions) as session:
+                user = await repo.get_user(session, user_id)
+                if user is None:
+                    raise user_not_found()
+                if changes:
+                    user = await repo.update_user(session, user, changes)
+                if body.password is not None:
+                    version = await self.auth.revoke_in(session, user_id)
+                    await session.refresh(user)  # the version bump expired the loaded row
+                preferences = await repo.get_preferences(session, user_id)
+        except IntegrityError as exc:
+            if _EMAIL_INDEX in str(exc.orig):
+                raise email_taken() from None
+            raise
         if version is not None:
             await self.auth.announce(user_id, version)
         if changes:
@@ -189,7 +195,8 @@ class Accounts:
     async def _check_password_change(
         self, user_id: uuid.UUID, body: UserUpdate, actor: Principal
     ) -> None:
-        """Owners prove they know the current password; an admin may reset someone else's."""
+        """Owners prove they know the current password to change it or their email; an admin
+        may change someone else's."""
         if actor.is_admin and actor.user_id != user_id:
             return
         async with session_scope(self.sessions) as session:

@@ -19,7 +19,7 @@ def invalid_credentials() -> Unauthorized:
 
 def invalid_current_password() -> Forbidden:
     return Forbidden(
-        "changing the password needs the correct current_password",
+        "changing the password or the email needs the correct current_password",
         code="invalid_current_password",
     )
 

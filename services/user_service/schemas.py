@@ -140,16 +140,17 @@ class UserCreate(Input):
 
 
 class UserUpdate(Input):
-    """Partial update. A password change needs `current_password` unless an admin resets
-    another user's password."""
+    """Partial update. A password or email change needs `current_password` unless an admin
+    changes another user's account."""
 
     name: Name | None = None
+    email: EmailStr | None = Field(default=None, max_length=254)
     locale: Locale | None = None
     timezone: TimeZone | None = None
     password: Password | None = None
     current_password: str | None = Field(default=None, max_length=256)
 
-    @field_validator("name", "locale", "timezone", "password", mode="before")
+    @field_validator("name", "email", "locale", "timezone", "password", mode="before")
     @classmethod
     def _not_null(cls, value: object) -> object:
         # Omit a field to keep it; an explicit null is a mistake, not "clear it".

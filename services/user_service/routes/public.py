@@ -138,7 +138,7 @@ async def get_me(principal: CurrentPrincipal, accounts: AccountsDep) -> Body:
     "/users/me",
     response_model=Envelope[UserWithPreferences],
     tags=["users"],
-    responses=error_responses(*BODY, *USER),
+    responses=error_responses(*BODY, *USER, 409),
 )
 async def update_me(body: UserUpdate, principal: CurrentPrincipal, accounts: AccountsDep) -> Body:
     user, preferences = await accounts.update_user(principal.user_id, body, principal)
@@ -183,7 +183,7 @@ async def get_user(user_id: ReachableUserId, accounts: AccountsDep) -> Body:
     "/users/{user_id}",
     response_model=Envelope[UserWithPreferences],
     tags=["users"],
-    responses=error_responses(*BODY, *USER),
+    responses=error_responses(*BODY, *USER, 409),
 )
 async def update_user(
     user_id: ReachableUserId,

@@ -61,6 +61,32 @@ async def test_password_change_needs_the_current_password(
     assert (old.status_code, new.status_code) == (401, 200)
 
 
+async def test_an_email_change_needs_the_current_password_and_a_free_address(
+    client: httpx.AsyncClient, register: Register
+) -> None:
+    account, other = await register(), await register()
+    new_email = f"moved-{uuid.uuid4().hex[:10]}@example.com"
+    without = await client.patch(
+        f"{API}/users/me", headers=account.headers, json={"email": new_email}
+    )
+    assert (without.status_code, without.json()["error"]) == (403, "invalid_current_password")
+    taken = await client.patch(
+        f"{API}/users/me",
+        headers=account.headers,
+        json={"email": other.email.upper(), "current_password": PASSWORD},
+    )
+    assert (taken.status_code, taken.json()["error"]) == (409, "email_taken")
+    moved = await client.patch(
+        f"{API}/users/me",
+        headers=account.headers,
+        json={"email": new_email, "current_password": PASSWORD},
+    )
+    assert moved.status_code == 200, moved.text
+    assert moved.json()["data"]["email"] == new_email
+    login = await client.post(f"{API}/auth/login", json={"email": new_email, "password": PASSWORD})
+    assert login.status_code == 200
+
+
 async def test_admin_resets_another_users_password(
     client: httpx.AsyncClient, register: Register, admin: Account
 ) -> None:
@@ -80,10 +106,10 @@ async def test_patch_rejects_null_and_unknown_fields(
 ) -> None:
     account = await register()
     response = await client.patch(
-        f"{API}/users/me", headers=account.headers, json={"name": None, "email": "x@example.com"}
+        f"{API}/users/me", headers=account.headers, json={"name": None, "role": "admin"}
     )
     assert response.status_code == 422
-    assert {d["field"] for d in response.json()["details"]} == {"name", "email"}
+    assert {d["field"] for d in response.json()["details"]} == {"name", "role"}
 
 
 async def test_a_user_cannot_reach_another_user(
