@@ -16,6 +16,8 @@ refused; `tempfail`/`permfail` answer each DATA with a 4xx/5xx (451/550 unless `
 otherwise); `drop_after_data` keeps each message and then drops the connection instead of
 replying: the sender cannot know the message arrived (a lost final reply); `stall` holds each
 DATA's reply until the mode changes (a sender killed meanwhile leaves nothing behind).
+`POST /api/control/bounces {"address": ...}` makes the server refuse that recipient at RCPT with
+`550 5.1.1` (no such mailbox), as a real server refuses an unknown user; `DELETE` clears them.
 """
 
 from __future__ import annotations
@@ -165,6 +167,8 @@ class Faults:
     mode: FaultMode = "none"
     code: int | None = None
     applied: int = 0
+    bounces: set[str] = field(default_factory=set)
+    """Recipients refused at RCPT with `550 5.1.1` (no such mailbox): a hard bounce."""
     unstalled: asyncio.Event = field(default_factory=asyncio.Event)
     """Set whenever the mode is not `stall`: what a stalled DATA waits for."""
 
@@ -223,6 +227,15 @@ class _Handler:
     def __init__(self, inbox: Inbox, faults: Faults) -> None:
         self.inbox = inbox
         self.faults = faults
+
+    async def handle_RCPT(
+        self, server: SMTP, session: Session, envelope: Envelope, address: str, options: list[str]
+    ) -> str:
+        if address.lower() in self.faults.bounces:
+            self.faults.applied += 1
+            return f"550 5.1.1 <{address}>: Recipient address rejected: User unknown"
+        envelope.rcpt_tos.append(address)
+        return "250 OK"
 
     async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
         if not self.faults.unstalled.is_set():
@@ -349,6 +362,10 @@ class FaultRequest(BaseModel):
     code: int | None = Field(default=None, ge=400, le=599)
 
 
+class BounceRequest(BaseModel):
+    address: str = Field(min_length=3, max_length=254)
+
+
 class DeleteRequest(BaseModel):
     IDs: list[str] | None = None
 
@@ -410,6 +427,16 @@ def _api_router(smtp: SmtpInbox) -> APIRouter:
     @router.get("/api/control/faults")
     async def get_fault() -> dict[str, Any]:
         return ok(_fault_state(smtp))
+
+    @router.post("/api/control/bounces")
+    async def add_bounce(body: BounceRequest) -> dict[str, Any]:
+        smtp.faults.bounces.add(body.address.lower())
+        return ok(sorted(smtp.faults.bounces), message="address bounces from now on")
+
+    @router.delete("/api/control/bounces")
+    async def clear_bounces() -> dict[str, Any]:
+        smtp.faults.bounces.clear()
+        return ok([], message="no address bounces")
 
     @router.get("/health")
     async def health() -> dict[str, Any]:

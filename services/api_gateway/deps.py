@@ -21,6 +21,7 @@ from services.api_gateway.settings import GatewaySettings
 from services.api_gateway.store import NotificationStore
 from shared.errors import RateLimited, Unauthorized
 from shared.messaging.publisher import Publisher
+from shared.suppressions import SuppressionList
 
 RATE_LIMIT_STATE = "rate_limit_headers"
 
@@ -58,7 +59,12 @@ async def _rate_limits(request: Request) -> RateLimits:
     return _gateway(request).rate_limits
 
 
+async def _suppressions(request: Request) -> SuppressionList:
+    return SuppressionList(_gateway(request).pool)
+
+
 SendServiceDep = Annotated[SendService, Depends(_send_service)]
+SuppressionsDep = Annotated[SuppressionList, Depends(_suppressions)]
 StoreDep = Annotated[NotificationStore, Depends(_store)]
 RateLimitsDep = Annotated[RateLimits, Depends(_rate_limits)]
 

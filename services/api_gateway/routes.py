@@ -18,6 +18,7 @@ from services.api_gateway.deps import (
     RateLimitsDep,
     SendServiceDep,
     StoreDep,
+    SuppressionsDep,
     enforce_rate_limit,
 )
 from services.api_gateway.idempotency import fingerprint, parse_idempotency_key
@@ -34,9 +35,10 @@ from services.api_gateway.schemas import (
     StatusSummary,
 )
 from services.api_gateway.send import SendResult, SendService
+from services.api_gateway.suppressions import REPORTS, report_bounce
 from shared.auth import InternalKey
 from shared.envelope import Envelope, ok
-from shared.errors import BadRequest, NotFound, error_responses
+from shared.errors import BadRequest, NotFound, ValidationFailed, error_responses
 from shared.messaging.message import Channel
 from shared.notification_status import NotificationStatus
 from shared.pagination import PaginationQuery, page_of
@@ -227,26 +229,43 @@ _CALLBACK_TARGET = {
 )
 @router.post("/api/v1/{channel}/status", include_in_schema=False)
 async def status_callback(
-    channel: Literal["email", "push"], body: StatusCallback, store: StoreDep, _: InternalKey
+    channel: Literal["email", "push"],
+    body: StatusCallback,
+    store: StoreDep,
+    suppressions: SuppressionsDep,
+    _: InternalKey,
 ) -> dict[str, Any]:
     """`delivered` and `failed` end a notification; `pending` (the provider still has it)
     changes nothing, since only a worker's claim makes a notification `processing`. Moves are
-    monotonic: a late or replayed callback never takes a notification backwards."""
-    target = _CALLBACK_TARGET[body.status]
+    monotonic: a late or replayed callback never takes a notification backwards. `bounced`
+    and `complained` (email) suppress the address; a bounce also fails a notification still
+    open (`services/api_gateway/suppressions.py`)."""
     detail = f"{channel} callback: {body.status}"
     if body.timestamp is not None:
         detail += f" at {body.timestamp.isoformat()}"
-    result = await store.record_callback(
-        body.notification_id,
-        channel,
-        target,
-        detail=detail,
-        error=body.error if target is NotificationStatus.FAILED else None,
-    )
+    suppressed = False
+    if body.status in REPORTS:
+        if channel != "email":
+            raise ValidationFailed(
+                f"`{body.status}` is reported for email only", code="channel_mismatch"
+            )
+        result, suppressed = await report_bounce(
+            store, suppressions, body.notification_id, body.status, detail=detail, error=body.error
+        )
+    else:
+        target = _CALLBACK_TARGET[body.status]
+        result = await store.record_callback(
+            body.notification_id,
+            channel,
+            target,
+            detail=detail,
+            error=body.error if target is NotificationStatus.FAILED else None,
+        )
     data = {
         "notification_id": str(body.notification_id),
         "status": result.status.value if result.status else None,
         "applied": result.applied,
+        "suppressed": suppressed,
     }
     message = "status updated" if result.applied else "status unchanged (no backwards move)"
     return ok(data, message=message)

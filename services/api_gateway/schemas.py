@@ -274,7 +274,10 @@ class StatusCallback(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
     notification_id: uuid.UUID
-    status: Literal["delivered", "pending", "failed"]
+    status: Literal["delivered", "pending", "failed", "bounced", "complained"] = Field(
+        description="`bounced` and `complained` (email only) also put the notification's "
+        "address on the suppression list"
+    )
     timestamp: datetime | None = None
     error: Annotated[str, StringConstraints(max_length=2000), AfterValidator(_storable)] | None = (
         None
@@ -285,3 +288,5 @@ class CallbackResult(BaseModel):
     notification_id: uuid.UUID
     status: NotificationStatus
     applied: bool
+    suppressed: bool = False
+    """A `bounced`/`complained` report put the address on the suppression list."""

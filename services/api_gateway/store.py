@@ -16,6 +16,7 @@ from typing import Any
 import asyncpg
 
 from shared.errors import Conflict, NotFound, ValidationFailed
+from shared.messaging.message import NotificationMessage
 from shared.notification_status import NotificationStatus, StatusStore, TransitionResult
 
 
@@ -144,6 +145,7 @@ SELECT {_STATUS_COLUMNS},
 """
 
 _CHANNEL_OF = "SELECT notification_type FROM api_gateway.notification_statuses WHERE id = $1"
+_PAYLOAD_OF = "SELECT payload FROM api_gateway.notification_statuses WHERE id = $1"
 
 _FILTER = """
  WHERE s.api_key_id = $1
@@ -176,6 +178,13 @@ class NotificationStore:
     def __init__(self, pool: asyncpg.Pool) -> None:
         self.pool = pool
         self.statuses = StatusStore(pool)
+
+    async def recipient_email(self, notification_id: uuid.UUID) -> str | None:
+        """The address the notification was accepted for (from the message kept with it)."""
+        payload = await self.pool.fetchval(_PAYLOAD_OF, notification_id)
+        if payload is None:
+            return None
+        return NotificationMessage.from_bytes(bytes(payload)).recipient.email
 
     async def accept(
         self,
@@ -258,10 +267,11 @@ class NotificationStore:
         *,
         detail: str,
         error: str | None,
+        allowed_from: frozenset[NotificationStatus] | None = None,
     ) -> TransitionResult:
         """A worker's or provider's status report, through the same monotonic transition the
-        workers use (None: a report that changes nothing); 404 for an unknown notification,
-        422 for another channel's."""
+        workers use (None: a report that changes nothing; `allowed_from` narrows a failure to
+        the states it may end); 404 for an unknown notification, 422 for another channel's."""
         kind = await self.pool.fetchval(_CHANNEL_OF, notification_id)
         if kind is None:
             raise NotFound("no such notification", code="notification_not_found")
@@ -274,5 +284,5 @@ class NotificationStore:
                 applied=False, status=await self.statuses.current(notification_id)
             )
         return await self.statuses.transition(
-            notification_id, to_status, detail=detail, error=error
+            notification_id, to_status, detail=detail, error=error, allowed_from=allowed_from
         )

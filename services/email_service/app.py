@@ -11,6 +11,7 @@ from shared.messaging.delivery import TemplateSource
 from shared.messaging.message import Channel
 from shared.messaging.worker import create_worker_app
 from shared.settings import Settings, get_settings
+from shared.suppressions import SuppressionList
 from shared.template_client import TemplateClient
 
 SERVICE = "email_service"
@@ -24,7 +25,8 @@ def create_app(
 
     def build_sender(settings: Settings, app: FastAPI) -> EmailSender:
         pool = SmtpPool(settings)  # raises on contradictory SMTP settings: fail at start
-        return EmailSender(settings, templates or TemplateClient(settings), pool)
+        suppressions = SuppressionList(app.state.status_store.db)
+        return EmailSender(settings, templates or TemplateClient(settings), pool, suppressions)
 
     return create_worker_app(
         service=SERVICE,

@@ -9,7 +9,9 @@ Every failure is classified once, here, for the shared consumer runtime:
   the server may have it. Every attempt carries the same `Message-ID`, so a copy that does
   arrive twice is recognisably the same message;
 - permanent (to the DLQ): SMTP 5xx, an invalid or refused recipient, a missing template, a
-  render error, a value that would inject a header.
+  render error, a value that would inject a header. A recipient refused with `5.1.x` (no such
+  mailbox) is a hard bounce: the address also goes on the suppression list, and every later
+  send to it ends `skipped` (`suppressed`) before any SMTP connection.
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ from shared.messaging.delivery import (
     Attempt,
     DeliveryResult,
     PermanentFailure,
+    SkipDelivery,
     TemplateSource,
     TransientFailure,
     UncertainDelivery,
@@ -40,22 +43,39 @@ from shared.messaging.delivery import (
 )
 from shared.messaging.message import NotificationMessage
 from shared.settings import Settings
+from shared.suppressions import SuppressionList, SuppressionReason
 
 logger = logging.getLogger("services.email_service.sender")
 
 _QUEUE_ID = re.compile(r"queued as\s+<?([^\s>]+)>?", re.IGNORECASE)
+# RFC 3463 `5.1.x`: the address itself is bad (no such mailbox, bad domain...): a hard bounce.
+_BAD_MAILBOX = re.compile(r"^\s*5\.1\.\d{1,3}\b")
+
+
+class HardBounce(PermanentFailure):
+    """A permanent recipient error (`5.1.x`): the address goes on the suppression list."""
 
 
 class EmailSender:
-    def __init__(self, settings: Settings, templates: TemplateSource, pool: SmtpPool) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        templates: TemplateSource,
+        pool: SmtpPool,
+        suppressions: SuppressionList,
+    ) -> None:
         self.settings = settings
         self.templates = templates
         self.pool = pool
+        self.suppressions = suppressions
 
     async def deliver(self, message: NotificationMessage, attempt: Attempt) -> DeliveryResult:
-        rendered = await self._render(message)
-        if not message.recipient.email:
+        address = message.recipient.email
+        if not address:
             raise PermanentFailure("the message has no recipient email address")
+        if await self.suppressions.suppressed(address):
+            raise SkipDelivery("suppressed", "the address is on the suppression list")
+        rendered = await self._render(message)
         outgoing = OutgoingEmail(
             from_address=self.settings.email_from_address,
             from_name=self.settings.email_from_name,
@@ -68,7 +88,19 @@ class EmailSender:
             unsubscribe_url=unsubscribe_url(self.settings, message),
             headers=(("X-Notification-ID", str(message.notification_id)),),
         )
-        reply = await self.send(outgoing)
+        try:
+            reply = await self.send(outgoing)
+        except HardBounce as bounce:
+            await self.suppressions.add(
+                address,
+                SuppressionReason.HARD_BOUNCE,
+                detail=bounce.reason,
+                notification_id=message.notification_id,
+            )
+            logger.warning(
+                "notification %s hard-bounced; address suppressed", message.notification_id
+            )
+            raise
         return DeliveryResult(provider_message_id=provider_id(reply), detail=f"smtp: {reply}"[:300])
 
     async def send(self, outgoing: OutgoingEmail) -> str:
@@ -107,6 +139,8 @@ def classify_smtp_error(exc: BaseException) -> TransientFailure | PermanentFailu
         codes = [r.code for r in exc.recipients]
         detail = "; ".join(f"{r.code} {r.message}" for r in exc.recipients)
         if codes and all(code >= 500 for code in codes):
+            if all(_BAD_MAILBOX.match(r.message) for r in exc.recipients):
+                return HardBounce(f"recipient refused: {detail}")
             return PermanentFailure(f"recipient refused: {detail}")
         return TransientFailure(f"recipient deferred: {detail}")
     if isinstance(exc, aiosmtplib.SMTPAuthenticationError):

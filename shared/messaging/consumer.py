@@ -60,6 +60,7 @@ from shared.messaging.delivery import (
     Attempt,
     PermanentFailure,
     Sender,
+    SkipDelivery,
     TransientFailure,
     UncertainDelivery,
     is_outage,
@@ -501,6 +502,11 @@ class ConsumerRuntime:
         )
         try:
             result = await self.sender.deliver(checked, attempt)
+        except SkipDelivery as exc:
+            logger.info("notification %s skipped: %s", message.notification_id, exc.reason)
+            return Finish(
+                message.notification_id, token, S.SKIPPED, reason=exc.reason, detail=exc.detail
+            )
         except PermanentFailure as exc:
             self._provider_answered()
             await self._dead_letter_or_requeue(message, "permanent_failure", exc.reason)

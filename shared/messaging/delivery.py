@@ -74,6 +74,16 @@ class PermanentFailure(Exception):
         self.reason = reason
 
 
+class SkipDelivery(Exception):
+    """Not to be sent at all, and not a failure: the notification ends `skipped` with
+    `reason` (an address on the suppression list, say)."""
+
+    def __init__(self, reason: str, detail: str) -> None:
+        super().__init__(detail)
+        self.reason = reason
+        self.detail = detail
+
+
 MAX_RETRY_AFTER_SECONDS = 24 * 3600.0
 
 

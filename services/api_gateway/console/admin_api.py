@@ -1,4 +1,5 @@
-"""The operator API: `/v1/admin/dead-letters/...`, for the console, the CLI and scripts.
+"""The operator API: `/v1/admin/dead-letters/...` and `/v1/admin/suppressions`, for the
+console, the CLI and scripts.
 
 Authentication (`services/api_gateway/operators.py`): `Authorization: Bearer <API key with the
 admin scope>` or an admin's access token (bearer, or the console cookie plus `X-CSRF-Token`).
@@ -10,7 +11,7 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Path, Query, Request
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, EmailStr, Field
 
 from services.api_gateway.console.dead_letters import (
     DeadLetter,
@@ -19,10 +20,13 @@ from services.api_gateway.console.dead_letters import (
     PurgeReport,
     ReplayReport,
 )
+from services.api_gateway.deps import SuppressionsDep
 from services.api_gateway.operators import CurrentOperator
 from shared.envelope import Envelope, ErrorEnvelope, ok
-from shared.errors import BadRequest
+from shared.errors import BadRequest, NotFound
 from shared.messaging.message import Channel
+from shared.pagination import PaginationQuery, page_of
+from shared.suppressions import SuppressionReason
 
 router = APIRouter(prefix="/v1/admin", tags=["admin"])
 
@@ -126,3 +130,75 @@ async def purge_dead_letters(
         )
     report = await _dead_letters(request).purge(channel)
     return ok(report, message=f"{report['purged']} dead letters purged")
+
+
+# --- the email suppression list (shared/suppressions.py) ----------------------------------
+
+
+class SuppressionOut(BaseModel):
+    address: str
+    reason: SuppressionReason
+    detail: str | None
+    notification_id: str | None
+    created_at: str
+
+
+class SuppressionIn(BaseModel):
+    """Suppress an address by hand (`manual`), or record a bounce or complaint learnt
+    elsewhere."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    address: EmailStr = Field(max_length=254)
+    reason: SuppressionReason = SuppressionReason.MANUAL
+    detail: str | None = Field(default=None, max_length=500, pattern=r"^[^\x00]*$")
+
+
+AddressPath = Annotated[str, Path(min_length=3, max_length=254, description="the address")]
+
+
+@router.get(
+    "/suppressions",
+    summary="List suppressed email addresses, newest first",
+    response_model=Envelope[list[SuppressionOut]],
+    responses=_errors(),
+)
+async def list_suppressions(
+    suppressions: SuppressionsDep,
+    _: CurrentOperator,
+    pagination: PaginationQuery,
+    address: Annotated[str | None, Query(max_length=254, description="address prefix")] = None,
+    reason: SuppressionReason | None = None,
+) -> dict[str, Any]:
+    items, total = await suppressions.page(
+        address_prefix=address, reason=reason, limit=pagination.limit, offset=pagination.offset
+    )
+    return page_of([s.as_json() for s in items], total, pagination, f"{total} suppressed")
+
+
+@router.post(
+    "/suppressions",
+    status_code=201,
+    summary="Suppress an address (idempotent: an address already listed keeps its entry)",
+    response_model=Envelope[SuppressionOut],
+    responses=_errors(),
+)
+async def add_suppression(
+    body: SuppressionIn, suppressions: SuppressionsDep, _: CurrentOperator
+) -> dict[str, Any]:
+    added = await suppressions.add(body.address, body.reason, detail=body.detail)
+    return ok(added.as_json(), message="address suppressed")
+
+
+@router.delete(
+    "/suppressions/{address}",
+    summary="Mail an address again",
+    response_model=Envelope[None],
+    responses=_errors(_404="`suppression_not_found`"),
+)
+async def remove_suppression(
+    address: AddressPath, suppressions: SuppressionsDep, _: CurrentOperator
+) -> dict[str, Any]:
+    if not await suppressions.remove(address):
+        raise NotFound("this address is not suppressed", code="suppression_not_found")
+    return ok(None, message="suppression removed")

@@ -111,6 +111,7 @@ async def test_callback_moves_status_monotonically_with_history_once(
         "notification_id": nid,
         "status": "queued",
         "applied": False,
+        "suppressed": False,
     }
 
     delivered = await gw.client.post(
@@ -132,6 +133,7 @@ async def test_callback_moves_status_monotonically_with_history_once(
             "notification_id": nid,
             "status": "delivered",
             "applied": False,
+            "suppressed": False,
         }
 
     status = (await gw.client.get(f"/v1/notifications/{nid}/status", headers=gw.headers)).json()

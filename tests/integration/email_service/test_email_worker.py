@@ -200,3 +200,25 @@ async def test_a_reply_lost_after_data_is_an_uncertain_outcome_resent_with_the_s
     assert row.attempts >= 2
     ids = {m.header("Message-ID") for m in worker.inbox.inbox.messages}
     assert ids == {f"<{message.notification_id}@example.com>"}
+
+
+async def test_a_hard_bounce_suppresses_the_address_and_later_sends_open_no_connection(
+    worker: EmailWorker,
+) -> None:
+    address = f"gone-{uuid.uuid4().hex[:10]}@example.com"
+    worker.inbox.faults.bounces.add(address)
+    bounced = await worker.notify(recipient=Recipient(name="Gone", email=address))
+    row = await wait_for(worker.status_is(bounced.notification_id, "failed"))
+    assert "5.1.1" in row.last_error
+    suppressed = await worker.app.state.sender.suppressions.get(address.upper())
+    assert suppressed is not None and suppressed.reason == "hard_bounce"
+    assert suppressed.notification_id == bounced.notification_id
+
+    connections = worker.inbox.connections_accepted
+    later = await worker.notify(recipient=Recipient(name="Gone", email=address.upper()))
+    row = await wait_for(worker.status_is(later.notification_id, "skipped"))
+    assert row.status_reason == "suppressed"
+    assert worker.inbox.connections_accepted == connections
+    other = await worker.notify()  # another address still gets its mail
+    await wait_for(worker.status_is(other.notification_id, "delivered"))
+    assert [m.rcpt_tos for m in worker.inbox.inbox.messages] == [["ada@example.com"]]
