@@ -8,9 +8,10 @@ prefetch slots they occupy) hostage. Requeues go out at once, one by one.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Awaitable, Iterable
 from dataclasses import dataclass
 from enum import Enum
 from typing import Any
@@ -97,10 +98,16 @@ def _key(incoming: AbstractIncomingMessage) -> tuple[int, int]:
     return id(incoming.channel), incoming.delivery_tag or 0
 
 
-async def _settle_quietly(settle: Any) -> None:
-    """Ack/nack on a channel that may be closing: the broker redelivers anyway."""
+SETTLE_TIMEOUT_SECONDS = 5.0
+"""An ack is one frame written to the socket. On a channel whose connection died mid-way it
+can wait for good; the broker redelivers such a message anyway, so waiting is never useful."""
+
+
+async def _settle_quietly(settle: Awaitable[Any]) -> None:
+    """Ack/nack on a channel that may be closing (or already dead): never raises, never
+    hangs; the broker redelivers whatever was not settled, and the claim decides then."""
     try:
-        await settle
+        await asyncio.wait_for(settle, SETTLE_TIMEOUT_SECONDS)
     except Exception as exc:
         logger.warning(
             "settling a message failed (%s); the broker will redeliver", type(exc).__name__

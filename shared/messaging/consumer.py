@@ -26,9 +26,12 @@ the queue meanwhile, and consuming resumes when the provider answers.
 
 A crash at any point leaves messages unacked and claims leased: the broker redelivers the
 messages, which are parked until the lease lapses and then claim it; the reconciler (in the
-gateway) enqueues any notification whose lease lapsed with no message left to take it. A handling error of our own code gives the claim back and
-requeues the message; the claim counts it, and past `max_claims_per_attempt` the notification is
-`failed` (`handler_error`) with a copy in `failed.queue`, so nothing loops forever.
+gateway) enqueues any notification whose lease lapsed with no message left to take it. A
+connection lost mid-batch is the same: acks on the dead channel are given up at once (never
+awaited for good), and the redeliveries find their outcomes recorded. A handling error of
+our own code gives the claim back and requeues the message; the claim counts it, and past
+`max_claims_per_attempt` the notification is `failed` (`handler_error`) with a copy in
+`failed.queue`, so nothing loops forever.
 """
 
 from __future__ import annotations
@@ -664,8 +667,17 @@ class ConsumerRuntime:
             await self._record_wake.wait()
             self._record_wake.clear()
             batch, self._pending = self._pending, []
-            if batch:
+            if not batch:
+                continue
+            try:
                 await self._write_outcomes(batch)
+            except Exception:  # a bug here must not stop every later outcome being recorded
+                logger.exception("recording %d outcomes failed; requeueing them", len(batch))
+                for pending in batch:
+                    if not pending.done.done():
+                        await self.acks.nack(pending.incoming, requeue=True)
+                        self._done()
+                        pending.done.set_result(False)
 
     async def _write_outcomes(self, batch: list[_Pending]) -> None:
         try:

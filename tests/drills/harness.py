@@ -318,6 +318,9 @@ class Drill:
             tally.lost += status == "delivered" and not copies
         if tally.failed:
             print(f"drill {self.name}: failures by last error: {dict(self.last_errors)}")
+        if tally.stuck:
+            open_ones = Counter(v for v in statuses.values() if v not in TERMINAL)
+            print(f"drill {self.name}: still open by status: {dict(open_ones)}")
         print(tally.line())
         return tally
 
