@@ -76,6 +76,10 @@ def percentile(values: list[float], p: float) -> float:
 # --- demo users -----------------------------------------------------------------------------
 
 
+# Strong enough for the user service's password check (a weak one is refused with 422).
+BENCH_PASSWORD = "Bench lantern quartz orbit 7319"
+
+
 async def ensure_users(settings: Settings, count: int) -> list[str]:
     """`count` bench users with email and push on and one device each, made through the API."""
     base = settings.user_service_url
@@ -97,7 +101,7 @@ async def ensure_users(settings: Settings, count: int) -> list[str]:
                 json={
                     "name": f"Bench {i}",
                     "email": email,
-                    "password": "bench-password-123",
+                    "password": BENCH_PASSWORD,
                     "preferences": {"email": True, "push": True},
                     "push_token": f"bench-device-{i}",
                 },
@@ -105,8 +109,15 @@ async def ensure_users(settings: Settings, count: int) -> list[str]:
             if created.status == 201:
                 user_ids.append((await created.json())["data"]["id"])
                 continue
+            if created.status != 409:
+                raise SystemExit(
+                    f"registering bench users failed ({created.status}: "
+                    f"{(await created.json()).get('message')}); for a benchmark stack, raise "
+                    "REGISTRATIONS_PER_ADDRESS_PER_HOUR on the user service"
+                )
             found = await http.get("/api/v1/users", params={"email": email}, headers=admin)
-            user_ids.append((await found.json())["data"][0]["id"])
+            (user,) = [u for u in (await found.json())["data"] if u["email"] == email]
+            user_ids.append(user["id"])
     return user_ids
 
 
