@@ -25,7 +25,7 @@ from services.api_gateway.idempotency import IdempotencyStore
 from services.api_gateway.operators import OperatorAuth
 from services.api_gateway.outbox import Outbox, broker_ready
 from services.api_gateway.rate_limit import RateLimiter, RateLimits
-from services.api_gateway.reconciler import Reconciler
+from services.api_gateway.reconciler import Reconciler, queue_depth_of
 from services.api_gateway.routes import router
 from services.api_gateway.send import SendService
 from services.api_gateway.settings import GatewaySettings
@@ -218,7 +218,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         app.state.gateway = gateway
         gateway.outbox.start()
         stack.push_async_callback(gateway.outbox.stop)
-        reconciler = Reconciler(settings, gateway.pool)
+        reconciler = Reconciler(settings, gateway.pool, queue_depth_of(gateway.publisher))
         reconciler.start()
         stack.push_async_callback(reconciler.stop)
         # --- operator API and console (services/api_gateway/console/) -----------------

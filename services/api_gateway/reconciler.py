@@ -10,7 +10,7 @@ open rows that have sat idle past a threshold, measured on the database's clock:
 |---|---|---|
 | `lease_expired` | `processing` whose claim lapsed | the same attempt (the claim takes it over and counts it) |
 | `retry_overdue` | `retrying` past its `next_attempt_at` | the next attempt |
-| `queued_idle` | `queued` with no outbox row, idle for `reconcile_queued_after_seconds` | the next attempt |
+| `queued_idle` | `queued` with no outbox row, idle for `reconcile_queued_after_seconds`, and only as many as the channel's queue is short of (below) | the next attempt |
 | `schedule_lost` | `scheduled` past its time with no outbox row | a release (preferences read again) |
 | `expired` | open past its `expires_at`, not held by a live claim | nothing: marked `expired` |
 
@@ -25,14 +25,17 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import asyncpg
+from aiormq.exceptions import AMQPError
 from prometheus_client import Counter
 
 from services.api_gateway.settings import GatewaySettings
 from shared.db import DB_UNAVAILABLE
 from shared.messaging.message import NotificationMessage
+from shared.messaging.publisher import Publisher
 
 logger = logging.getLogger("api_gateway.reconciler")
 
@@ -50,20 +53,47 @@ WITH stuck AS (
            CASE
              WHEN s.status = 'processing' THEN 'lease_expired'
              WHEN s.status = 'retrying' THEN 'retry_overdue'
-             WHEN s.status = 'queued' THEN 'queued_idle'
              ELSE 'schedule_lost'
            END AS reason
       FROM api_gateway.notification_statuses s
-     WHERE s.status IN ('queued', 'scheduled', 'processing', 'retrying')
+     WHERE s.status IN ('scheduled', 'processing', 'retrying')
        AND s.updated_at < now() - make_interval(secs => $1)
        AND s.payload IS NOT NULL
        AND NOT EXISTS (SELECT 1 FROM api_gateway.outbox o WHERE o.notification_id = s.id)
        AND CASE s.status
              WHEN 'processing' THEN s.lease_until < now() - make_interval(secs => $1)
              WHEN 'retrying' THEN s.next_attempt_at < now() - make_interval(secs => $1)
-             WHEN 'queued' THEN s.updated_at < now() - make_interval(secs => $2)
              ELSE s.scheduled_for < now() - make_interval(secs => $1)
            END
+     ORDER BY s.updated_at
+     LIMIT $2
+       FOR UPDATE OF s SKIP LOCKED
+)
+UPDATE api_gateway.notification_statuses n
+   SET updated_at = now()
+  FROM stuck
+ WHERE n.id = stuck.id
+RETURNING stuck.*
+"""
+
+_QUEUED_COUNTS = """
+SELECT s.notification_type, count(*) AS queued
+  FROM api_gateway.notification_statuses s
+ WHERE s.status = 'queued'
+   AND NOT EXISTS (SELECT 1 FROM api_gateway.outbox o WHERE o.notification_id = s.id)
+ GROUP BY s.notification_type
+"""
+
+_QUEUED_IDLE = """
+WITH stuck AS (
+    SELECT s.id, s.status, s.attempts, s.priority, s.payload, s.notification_type,
+           'queued_idle' AS reason
+      FROM api_gateway.notification_statuses s
+     WHERE s.status = 'queued'
+       AND s.notification_type = $1
+       AND s.updated_at < now() - make_interval(secs => $2)
+       AND s.payload IS NOT NULL
+       AND NOT EXISTS (SELECT 1 FROM api_gateway.outbox o WHERE o.notification_id = s.id)
      ORDER BY s.updated_at
      LIMIT $3
        FOR UPDATE OF s SKIP LOCKED
@@ -74,6 +104,7 @@ UPDATE api_gateway.notification_statuses n
  WHERE n.id = stuck.id
 RETURNING stuck.*
 """
+"""At most $3 (the messages missing from the channel's queue) of its oldest idle `queued` rows."""
 
 _EXPIRE = """
 WITH gone AS (
@@ -106,10 +137,42 @@ SELECT t.notification_id, t.routing_key, t.payload, t.priority, t.correlation_id
 """
 
 
+ReadyMessages = Callable[[str], Awaitable[int | None]]
+"""A channel's ready messages in its work queue (None: unknown, the broker is away)."""
+
+
+def queue_depth_of(publisher: Publisher) -> ReadyMessages:
+    """Ready messages of `<channel>.queue`, asked on a channel of its own (a passive declare
+    that failed would close the publisher's confirming channel)."""
+
+    async def ready(channel: str) -> int | None:
+        connection = publisher.connection
+        if connection is None or connection.is_closed:
+            return None
+        try:
+            async with asyncio.timeout(5):
+                amqp = await connection.channel()
+                try:
+                    queue = await amqp.declare_queue(f"{channel}.queue", passive=True)
+                    return int(queue.declaration_result.message_count or 0)
+                finally:
+                    await amqp.close()
+        except (AMQPError, OSError, TimeoutError, RuntimeError) as exc:
+            logger.warning(
+                "reconciler: depth of %s.queue unknown (%s)", channel, type(exc).__name__
+            )
+            return None
+
+    return ready
+
+
 class Reconciler:
-    def __init__(self, settings: GatewaySettings, pool: asyncpg.Pool) -> None:
+    def __init__(
+        self, settings: GatewaySettings, pool: asyncpg.Pool, ready_messages: ReadyMessages
+    ) -> None:
         self.settings = settings
         self.pool = pool
+        self.ready_messages = ready_messages
         self._task: asyncio.Task[None] | None = None
 
     def start(self) -> None:
@@ -138,12 +201,14 @@ class Reconciler:
             expired = await conn.fetchval(_EXPIRE, self.settings.reconcile_batch_size)
             if expired:
                 counts["expired"] = expired
-            rows = await conn.fetch(
-                _STUCK,
-                self.settings.reconcile_margin_seconds,
-                self.settings.reconcile_queued_after_seconds,
-                self.settings.reconcile_batch_size,
+            rows = list(
+                await conn.fetch(
+                    _STUCK,
+                    self.settings.reconcile_margin_seconds,
+                    self.settings.reconcile_batch_size,
+                )
             )
+            rows += await self._queued_without_a_message(conn)
             if rows:
                 await conn.execute(_ENQUEUE, *_outbox_columns(rows))
             for row in rows:
@@ -152,6 +217,30 @@ class Reconciler:
             RECONCILED.labels(reason).inc(count)
             logger.warning("reconciler: %d notifications %s", count, reason)
         return counts
+
+    async def _queued_without_a_message(self, conn: asyncpg.Connection) -> list[Any]:
+        """`queued` rows whose message is gone, bounded by how many are missing.
+
+        A `queued` notification's message waits in its channel's work queue, so when the queue
+        holds fewer ready messages than there are such rows, the difference is missing (a
+        purge, a deleted queue). Only that many of the oldest idle rows are enqueued again: a
+        long backlog (a provider outage pausing the workers, say) never earns copies of
+        messages that are still there. With the queue's depth unknown (broker down), none.
+        """
+        rows: list[Any] = []
+        for row in await conn.fetch(_QUEUED_COUNTS):
+            ready = await self.ready_messages(row["notification_type"])
+            missing = row["queued"] - ready if ready is not None else 0
+            if missing <= 0:
+                continue
+            limit = min(missing, self.settings.reconcile_batch_size)
+            rows += await conn.fetch(
+                _QUEUED_IDLE,
+                row["notification_type"],
+                self.settings.reconcile_queued_after_seconds,
+                limit,
+            )
+        return rows
 
 
 def _outbox_columns(rows: list[Any]) -> tuple[list[Any], ...]:

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from services.api_gateway.reconciler import LOCK_KEY, Reconciler
+from services.api_gateway.reconciler import LOCK_KEY, Reconciler, queue_depth_of
 from services.api_gateway.settings import GatewaySettings
 from shared.messaging.message import NotificationMessage
 from tests.conftest import wait_for
@@ -40,8 +40,8 @@ async def gw_now(
         yield running
 
 
-async def _accepted(gw: Running, upstream: Upstream, tap: Tap) -> uuid.UUID:
-    """A notification accepted and published, then its message lost (as by a purge)."""
+async def _accepted(gw: Running, upstream: Upstream, tap: Tap, *, lose: bool = True) -> uuid.UUID:
+    """A notification accepted and published, then (`lose`) its message lost by a purge."""
     response = await gw.client.post(
         "/v1/notifications/send", json=send_body(upstream.add_user()), headers=gw.headers
     )
@@ -50,7 +50,17 @@ async def _accepted(gw: Running, upstream: Upstream, tap: Tap) -> uuid.UUID:
     await wait_for(lambda: _seen(tap, nid))
     tap.messages.clear()
     await wait_for(lambda: _outbox_empty(gw))
+    if lose:
+        await _purge(tap, "email.queue")
     return uuid.UUID(nid)
+
+
+async def _purge(tap: Tap, queue: str) -> None:
+    channel = await tap.connection.channel()
+    try:
+        await (await channel.declare_queue(queue, passive=True)).purge()
+    finally:
+        await channel.close()
 
 
 async def _seen(tap: Tap, nid: str) -> bool:
@@ -63,7 +73,7 @@ async def _outbox_empty(gw: Running) -> bool:
 
 
 def _reconciler(gw: Running) -> Reconciler:
-    return Reconciler(gw.gateway.settings, gw.gateway.pool)
+    return Reconciler(gw.gateway.settings, gw.gateway.pool, queue_depth_of(gw.gateway.publisher))
 
 
 async def _republished(gw: Running, tap: Tap, nid: uuid.UUID) -> NotificationMessage:
@@ -88,6 +98,26 @@ async def test_a_queued_notification_whose_message_vanished_is_enqueued_again(
     # Enqueued once: the next pass waits for the threshold again (its `updated_at` moved).
     gw_now.gateway.settings.__dict__["reconcile_queued_after_seconds"] = 3600.0
     assert await _reconciler(gw_now).run_once() == {}
+
+
+async def test_a_backlog_still_in_its_queue_gets_no_copies(
+    gw_now: Running, upstream: Upstream, tap: Tap
+) -> None:
+    """Three idle `queued` rows, two of whose messages still wait in the queue (the workers
+    paused through a provider outage, say): only the one that went missing is enqueued."""
+    await _purge(tap, "email.queue")
+    lost = await _accepted(gw_now, upstream, tap)
+    waiting = [await _accepted(gw_now, upstream, tap, lose=False) for _ in range(2)]
+    before = await gw_now.gateway.pool.fetchval("SELECT clock_timestamp()")
+    assert await _reconciler(gw_now).run_once() == {"queued_idle": 1}
+    # What a pass enqueues it touches (`updated_at`): the lost one, and only it.
+    touched = await gw_now.gateway.pool.fetch(
+        "SELECT id FROM api_gateway.notification_statuses WHERE id = ANY($1::uuid[])"
+        " AND updated_at >= $2",
+        [lost, *waiting],
+        before,
+    )
+    assert [r["id"] for r in touched] == [lost]
 
 
 async def test_a_lapsed_claim_is_enqueued_as_the_same_attempt(
