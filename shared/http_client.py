@@ -1,10 +1,12 @@
-"""The one factory for outgoing HTTP clients: every client has timeouts and bounded pools."""
+"""The one factory for outgoing HTTP clients: every client has timeouts and bounded pools, and
+carries the caller's trace context (`traceparent`) while tracing is on."""
 
 from __future__ import annotations
 
 import httpx
 
 from shared.settings import Settings
+from shared.tracing import enabled, inject_headers
 
 
 def create_http_client(
@@ -23,7 +25,12 @@ def create_http_client(
         limits=httpx.Limits(
             max_connections=max_connections, max_keepalive_connections=max_connections
         ),
+        event_hooks={"request": [_propagate_trace]} if enabled() else None,
     )
+
+
+async def _propagate_trace(request: httpx.Request) -> None:
+    inject_headers(request.headers)
 
 
 def internal_headers(settings: Settings) -> dict[str, str]:

@@ -20,6 +20,7 @@ import re
 from typing import Any
 
 import aiosmtplib
+from opentelemetry.trace import SpanKind
 
 from services.email_service.compose import (
     InvalidAddress,
@@ -40,6 +41,7 @@ from shared.messaging.delivery import (
 )
 from shared.messaging.message import NotificationMessage
 from shared.settings import Settings
+from shared.tracing import span
 
 logger = logging.getLogger("services.email_service.sender")
 
@@ -68,7 +70,21 @@ class EmailSender:
             unsubscribe_url=unsubscribe_url(self.settings, message),
             headers=(("X-Notification-ID", str(message.notification_id)),),
         )
-        reply = await self.send(outgoing)
+        with span(
+            "smtp send",
+            kind=SpanKind.CLIENT,
+            attributes={
+                "notification.id": str(message.notification_id),
+                "notification.attempt": attempt.number,
+                "server.address": self.settings.smtp_host,
+                "server.port": self.settings.smtp_port,
+            },
+        ) as smtp:
+            try:
+                reply = await self.send(outgoing)
+            except (TransientFailure, PermanentFailure) as exc:
+                smtp.set_attribute("notification.failure", type(exc).__name__)
+                raise
         return DeliveryResult(provider_message_id=provider_id(reply), detail=f"smtp: {reply}"[:300])
 
     async def send(self, outgoing: OutgoingEmail) -> str:
