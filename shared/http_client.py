@@ -6,7 +6,7 @@ from __future__ import annotations
 import httpx
 
 from shared.settings import Settings
-from shared.tracing import enabled, inject_headers
+from shared.tracing import TracedTransport, enabled
 
 
 def create_http_client(
@@ -18,19 +18,17 @@ def create_http_client(
     max_connections: int = 100,
 ) -> httpx.AsyncClient:
     timeout = timeout_seconds if timeout_seconds is not None else settings.http_timeout_seconds
+    limits = httpx.Limits(
+        max_connections=max_connections, max_keepalive_connections=max_connections
+    )
     return httpx.AsyncClient(
         base_url=base_url,
         headers=headers,
         timeout=httpx.Timeout(timeout, connect=min(timeout, 2.0)),
-        limits=httpx.Limits(
-            max_connections=max_connections, max_keepalive_connections=max_connections
-        ),
-        event_hooks={"request": [_propagate_trace]} if enabled() else None,
+        limits=limits,
+        # While tracing is on, each request is a client span carrying `traceparent`.
+        transport=TracedTransport(httpx.AsyncHTTPTransport(limits=limits)) if enabled() else None,
     )
-
-
-async def _propagate_trace(request: httpx.Request) -> None:
-    inject_headers(request.headers)
 
 
 def internal_headers(settings: Settings) -> dict[str, str]:

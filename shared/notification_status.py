@@ -487,7 +487,10 @@ class StatusStore:
         args = _transition_args(notification_id, to_status, options)
         with status_write_spans(
             "transition",
-            attributes={"notification.id": str(notification_id), "notification.status": to_status},
+            attributes={
+                "notification.id": str(notification_id),
+                "notification.status": to_status.value,
+            },
         ):
             applied = await self.db.fetchval(_TRANSITION_SQL, *args)
         if applied is not None:
@@ -582,7 +585,10 @@ class StatusStore:
             [
                 (
                     spans[o.notification_id],
-                    {"notification.id": str(o.notification_id), "notification.status": o.status},
+                    {
+                        "notification.id": str(o.notification_id),
+                        "notification.status": o.status.value,
+                    },
                 )
                 for o in outcomes
                 if o.notification_id in spans

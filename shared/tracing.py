@@ -23,12 +23,13 @@ a person: no email address, device token, user id in a path, or credential.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator, Mapping, MutableMapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from types import SimpleNamespace
 from typing import Any
 
 import aiohttp
+import httpx
 from opentelemetry import trace
 from opentelemetry.context import Context
 from opentelemetry.sdk.resources import Resource
@@ -289,10 +290,34 @@ class TracingMiddleware:
                     server.update_name(f"{method} {route}")
 
 
-def inject_headers(headers: MutableMapping[str, str]) -> None:
-    """Add the current trace context to outgoing request headers (no-op while off)."""
-    if _State.enabled:
-        _PROPAGATOR.inject(headers)
+def _client_attributes(method: str, host: str | None, port: int | None) -> Attributes:
+    """A client span's attributes: method and server, never the path (it may hold a user id)."""
+    return {"http.request.method": method, "server.address": host or "", "server.port": port or 0}
+
+
+class TracedTransport(httpx.AsyncBaseTransport):
+    """An httpx transport making each request a client span that carries `traceparent`
+    (`shared.http_client` uses it while tracing is on)."""
+
+    def __init__(self, inner: httpx.AsyncBaseTransport) -> None:
+        self.inner = inner
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        url = request.url
+        with _started(
+            request.method,
+            kind=SpanKind.CLIENT,
+            attributes=_client_attributes(request.method, url.host, url.port),
+        ) as client:
+            _PROPAGATOR.inject(request.headers)
+            response = await self.inner.handle_async_request(request)
+            client.set_attribute("http.response.status_code", response.status_code)
+            if response.status_code >= 500:
+                client.set_status(Status(StatusCode.ERROR))
+            return response
+
+    async def aclose(self) -> None:
+        await self.inner.aclose()
 
 
 def aiohttp_trace_configs() -> list[aiohttp.TraceConfig]:
@@ -313,11 +338,7 @@ async def _aiohttp_start(
     client = _State.tracer.start_span(
         params.method,
         kind=SpanKind.CLIENT,
-        attributes={
-            "http.request.method": params.method,
-            "server.address": params.url.host or "",
-            "server.port": params.url.port or 0,
-        },
+        attributes=_client_attributes(params.method, params.url.host, params.url.port),
     )
     context.otel_span = client
     _PROPAGATOR.inject(params.headers, context=trace.set_span_in_context(client, Context()))
