@@ -15,8 +15,7 @@ from typing import Any
 
 import aio_pika
 import pytest
-from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
-from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind
 
@@ -27,24 +26,17 @@ from services.email_service.app import create_app as create_email_app
 from shared.messaging.message import Channel
 from shared.messaging.topology import declare_topology
 from shared.settings import Settings
-from shared.tracing import use_tracer_provider
 from tests.conftest import wait_for
 from tests.integration.api_gateway.conftest import running_gateway, send_body
 from tests.integration.api_gateway.upstream import Upstream
 from tests.integration.email_service.conftest import Templates
+from tests.spans import in_memory_spans
 
 
 @pytest.fixture
 def exporter() -> Iterator[InMemorySpanExporter]:
-    exporter = InMemorySpanExporter()
-    provider = TracerProvider()
-    provider.add_span_processor(SimpleSpanProcessor(exporter))
-    use_tracer_provider(provider)
-    try:
+    with in_memory_spans() as exporter:
         yield exporter
-    finally:
-        use_tracer_provider(None)
-        provider.shutdown()
 
 
 @asynccontextmanager
