@@ -128,10 +128,13 @@ def _started(
 
 
 def activated(current: Span) -> AbstractContextManager[Any]:
-    """Make `current` the active span for the block, without ending it."""
+    """Make `current` the active span for the block, without ending it (nor recording what
+    the block raises: the span's owner decides what its outcome was)."""
     if not _State.enabled:
         return nullcontext()
-    return trace.use_span(current, end_on_exit=False)
+    return trace.use_span(
+        current, end_on_exit=False, record_exception=False, set_status_on_exception=False
+    )
 
 
 def fail(current: Span, exc: BaseException) -> None:
