@@ -25,7 +25,7 @@ from __future__ import annotations
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, contextmanager, nullcontext
-from types import SimpleNamespace
+from types import MappingProxyType, SimpleNamespace
 from typing import Any
 
 import aiohttp
@@ -89,6 +89,8 @@ def enabled() -> bool:
 
 def current_trace_id() -> str | None:
     """The active span's trace id (32 hex characters), or None outside a span."""
+    if not _State.enabled:
+        return None
     context = trace.get_current_span().get_span_context()
     return format(context.trace_id, "032x") if context.is_valid else None
 
@@ -146,14 +148,23 @@ def fail(current: Span, exc: BaseException) -> None:
 # --- AMQP ------------------------------------------------------------------------------------
 
 
-@contextmanager
+_NO_HEADERS: Mapping[str, str] = MappingProxyType({})
+
+
 def publish_span(
     exchange: str, routing_key: str, message_id: str | None
-) -> Iterator[dict[str, str]]:
-    """A producer span around one publish; yields the trace headers to put on the message."""
+) -> AbstractContextManager[Mapping[str, str]]:
+    """A producer span around one publish; yields the trace headers to put on the message
+    (none while tracing is off)."""
     if not _State.enabled:
-        yield {}
-        return
+        return nullcontext(_NO_HEADERS)
+    return _publishing(exchange, routing_key, message_id)
+
+
+@contextmanager
+def _publishing(
+    exchange: str, routing_key: str, message_id: str | None
+) -> Iterator[Mapping[str, str]]:
     attributes: dict[str, AttributeValue] = {
         "messaging.system": "rabbitmq",
         "messaging.operation.type": "send",
@@ -194,13 +205,12 @@ def consume_span(queue: str, headers: Mapping[str, Any] | None, attributes: Attr
 # --- status writes ---------------------------------------------------------------------------
 
 
-@contextmanager
 def status_write_spans(
     operation: str,
     parents: Sequence[tuple[Span, Attributes]] | None = None,
     *,
     attributes: Attributes | None = None,
-) -> Iterator[None]:
+) -> AbstractContextManager[None]:
     """One `notification_status.<operation>` span per notification of a batched statement.
 
     A claim or finish writes many notifications in one statement; each notification's trace
@@ -209,11 +219,14 @@ def status_write_spans(
     `attributes`) under the current span. Nothing is recorded outside a trace.
     """
     if not _State.enabled:
-        yield
-        return
+        return nullcontext()
     if parents is None:
         parents = [(trace.get_current_span(), attributes or {})]
-    parents = [(p, a) for p, a in parents if p.get_span_context().is_valid]
+    return _statement(operation, [(p, a) for p, a in parents if p.get_span_context().is_valid])
+
+
+@contextmanager
+def _statement(operation: str, parents: Sequence[tuple[Span, Attributes]]) -> Iterator[None]:
     started = time.time_ns()
     error: BaseException | None = None
     try:
