@@ -27,6 +27,7 @@ from shared.cache import TTLCache
 from shared.contracts import Contact
 from shared.errors import DependencyUnavailable, NotFound, TransientError
 from shared.redis import RedisKeys
+from shared.tracing import aiohttp_trace_configs
 
 logger = logging.getLogger("shared.contacts")
 
@@ -51,6 +52,7 @@ def create_user_session(
         timeout=aiohttp.ClientTimeout(total=timeout_seconds, connect=min(timeout_seconds, 2.0)),
         connector=aiohttp.TCPConnector(limit=100, keepalive_timeout=30),
         raise_for_status=False,
+        trace_configs=aiohttp_trace_configs(),
     )
 
 

@@ -1,5 +1,5 @@
-"""The service app factory: one place that wires the envelope, correlation ids, body and
-header limits, metrics, health and the (offline) API docs into every FastAPI app.
+"""The service app factory: one place that wires the envelope, correlation ids, traces, body
+and header limits, metrics, health and the (offline) API docs into every FastAPI app.
 
 The middlewares are plain ASGI (not `BaseHTTPMiddleware`) because they sit on the hot path of
 every request and must not copy bodies or spawn tasks.
@@ -37,6 +37,7 @@ from shared.logging import (
 )
 from shared.metrics import HTTP_LATENCY, HTTP_REQUESTS, metrics_router
 from shared.settings import Settings, get_settings
+from shared.tracing import TracingMiddleware, setup_tracing
 
 _CORRELATION_HEADER_BYTES = CORRELATION_HEADER.lower().encode()
 MAX_HEADER_BYTES = 16 * 1024
@@ -276,6 +277,8 @@ def create_service_app(
         max_body_bytes=max_body_bytes,
         max_header_bytes=max_header_bytes,
     )
+    # Outermost, so the request's log lines (and its error handlers) run inside its span.
+    app.add_middleware(TracingMiddleware, service=service)
     app.include_router(metrics_router)
     return app
 
@@ -308,6 +311,8 @@ def uvicorn_config(app: FastAPI, *, settings: Settings, port: int) -> uvicorn.Co
 
 
 def serve(app: FastAPI, *, service: str, settings: Settings, port: int) -> None:
-    """Run one service under uvicorn with the shared logging: every `__main__` calls this."""
+    """Run one service under uvicorn with the shared logging and tracing: every `__main__`
+    calls this."""
     setup_logging(service, settings.log_level, settings.log_format)
+    setup_tracing(service, settings)
     uvicorn.Server(uvicorn_config(app, settings=settings, port=port)).run()

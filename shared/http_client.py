@@ -1,10 +1,12 @@
-"""The one factory for outgoing HTTP clients: every client has timeouts and bounded pools."""
+"""The one factory for outgoing HTTP clients: every client has timeouts and bounded pools, and
+carries the caller's trace context (`traceparent`) while tracing is on."""
 
 from __future__ import annotations
 
 import httpx
 
 from shared.settings import Settings
+from shared.tracing import TracedTransport, enabled
 
 
 def create_http_client(
@@ -16,13 +18,16 @@ def create_http_client(
     max_connections: int = 100,
 ) -> httpx.AsyncClient:
     timeout = timeout_seconds if timeout_seconds is not None else settings.http_timeout_seconds
+    limits = httpx.Limits(
+        max_connections=max_connections, max_keepalive_connections=max_connections
+    )
     return httpx.AsyncClient(
         base_url=base_url,
         headers=headers,
         timeout=httpx.Timeout(timeout, connect=min(timeout, 2.0)),
-        limits=httpx.Limits(
-            max_connections=max_connections, max_keepalive_connections=max_connections
-        ),
+        limits=limits,
+        # While tracing is on, each request is a client span carrying `traceparent`.
+        transport=TracedTransport(httpx.AsyncHTTPTransport(limits=limits)) if enabled() else None,
     )
 
 

@@ -1,4 +1,5 @@
-"""One logger setup: JSON lines on stdout, each carrying the service name and the correlation id.
+"""One logger setup: JSON lines on stdout, each carrying the service name and the correlation id,
+and the trace id (`trace_id`) when the line is written inside a span (`shared/tracing.py`).
 
 The correlation id lives in a context variable: the HTTP middleware sets it from
 `X-Correlation-ID` (or makes one), the publisher copies it into the message, and the consumer
@@ -23,6 +24,8 @@ import uuid
 from contextvars import ContextVar
 
 from pythonjsonlogger.json import JsonFormatter
+
+from shared.tracing import current_trace_id
 
 CORRELATION_HEADER = "X-Correlation-ID"
 
@@ -109,6 +112,10 @@ class _ContextFilter(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         record.service = self.service
         record.correlation_id = correlation_id_var.get()
+        trace_id = current_trace_id()
+        if trace_id is not None:
+            # JSON lines gain `trace_id` inside a span (an extra field, absent otherwise).
+            record.trace_id = trace_id
         return True
 
 

@@ -20,12 +20,13 @@ instead of handing it out, so a message that kills its worker cannot loop foreve
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
 from typing import Any, Protocol, TypedDict, Unpack
 
+from opentelemetry.trace import Span
 from sqlalchemy import (
     BigInteger,
     Column,
@@ -44,6 +45,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import JSONB, UUID
 
 from shared.db import NAMING_CONVENTION
+from shared.tracing import Attributes, status_write_spans
 
 SCHEMA = "api_gateway"
 
@@ -483,7 +485,14 @@ class StatusStore:
     ) -> TransitionResult:
         """Move one notification outside a worker's claim (a release, a callback, a replay)."""
         args = _transition_args(notification_id, to_status, options)
-        applied = await self.db.fetchval(_TRANSITION_SQL, *args)
+        with status_write_spans(
+            "transition",
+            attributes={
+                "notification.id": str(notification_id),
+                "notification.status": to_status.value,
+            },
+        ):
+            applied = await self.db.fetchval(_TRANSITION_SQL, *args)
         if applied is not None:
             return _result(applied, None)
         return _result(None, await self.db.fetchval(_CURRENT_SQL, notification_id))
@@ -511,16 +520,28 @@ class StatusStore:
         *,
         lease_seconds: float,
         max_claims: int,
+        spans: Mapping[uuid.UUID, Span] | None = None,
     ) -> dict[uuid.UUID, Claim]:
         """Claim (notification id, attempt) pairs in one statement; one outcome per id.
 
         Give each id once (the highest attempt in hand): the copies are duplicates anyway.
+        `spans` (each notification's span) get a child span for the statement each.
         """
         token = uuid.uuid4()
         ids = [a[0] for a in attempts]
-        rows = await self.db.fetch(
-            _CLAIM_SQL, ids, [a[1] for a in attempts], token, lease_seconds, max_claims
+        parents: list[tuple[Span, Attributes]] | None = (
+            [
+                (spans[nid], {"notification.id": str(nid), "notification.attempt": attempt})
+                for nid, attempt in attempts
+                if nid in spans
+            ]
+            if spans
+            else None
         )
+        with status_write_spans("claim", parents):
+            rows = await self.db.fetch(
+                _CLAIM_SQL, ids, [a[1] for a in attempts], token, lease_seconds, max_claims
+            )
         claims: dict[uuid.UUID, Claim] = {}
         for row in rows:
             status = NotificationStatus(row["status"])
@@ -552,21 +573,41 @@ class StatusStore:
                 )
         return claims
 
-    async def finish(self, outcomes: Sequence[Finish]) -> set[uuid.UUID]:
-        """Record how claimed attempts ended, in one statement; the ids whose claim held."""
+    async def finish(
+        self, outcomes: Sequence[Finish], *, spans: Mapping[uuid.UUID, Span] | None = None
+    ) -> set[uuid.UUID]:
+        """Record how claimed attempts ended, in one statement; the ids whose claim held.
+
+        `spans` (each notification's span) get a child span for the statement each."""
         if not outcomes:
             return set()
-        rows = await self.db.fetch(
-            _FINISH_SQL,
-            [o.notification_id for o in outcomes],
-            [o.token for o in outcomes],
-            [o.status.value for o in outcomes],
-            [o.reason for o in outcomes],
-            [o.error[:2000] if o.error else None for o in outcomes],
-            [o.provider_id for o in outcomes],
-            [o.detail for o in outcomes],
-            [o.retry_in_ms for o in outcomes],
+        parents: list[tuple[Span, Attributes]] | None = (
+            [
+                (
+                    spans[o.notification_id],
+                    {
+                        "notification.id": str(o.notification_id),
+                        "notification.status": o.status.value,
+                    },
+                )
+                for o in outcomes
+                if o.notification_id in spans
+            ]
+            if spans
+            else None
         )
+        with status_write_spans("finish", parents):
+            rows = await self.db.fetch(
+                _FINISH_SQL,
+                [o.notification_id for o in outcomes],
+                [o.token for o in outcomes],
+                [o.status.value for o in outcomes],
+                [o.reason for o in outcomes],
+                [o.error[:2000] if o.error else None for o in outcomes],
+                [o.provider_id for o in outcomes],
+                [o.detail for o in outcomes],
+                [o.retry_in_ms for o in outcomes],
+            )
         return {r["id"] for r in rows}
 
     async def extend_leases(

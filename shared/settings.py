@@ -103,6 +103,11 @@ class Settings(BaseSettings):
     # closed (401) until it is set; elsewhere it is open without one.
     metrics_bearer_token: SecretStr | None = None
 
+    # --- traces (OpenTelemetry) ----------------------------------------------------------
+    # The OTLP/HTTP collector (e.g. `http://jaeger:4318`); spans go to `<it>/v1/traces`.
+    # Unset or empty: tracing is off and costs nothing (`shared/tracing.py`).
+    otel_exporter_otlp_endpoint: str | None = None
+
     # --- workers ---------------------------------------------------------------------------
     worker_prefetch: int = 50
     worker_shutdown_seconds: float = 10.0

@@ -22,6 +22,7 @@ import re
 from typing import Any
 
 import aiosmtplib
+from opentelemetry.trace import SpanKind
 
 from services.email_service.compose import (
     InvalidAddress,
@@ -44,6 +45,7 @@ from shared.messaging.delivery import (
 from shared.messaging.message import NotificationMessage
 from shared.settings import Settings
 from shared.suppressions import SuppressionList, SuppressionReason
+from shared.tracing import span
 
 logger = logging.getLogger("services.email_service.sender")
 
@@ -88,20 +90,35 @@ class EmailSender:
             unsubscribe_url=unsubscribe_url(self.settings, message),
             headers=(("X-Notification-ID", str(message.notification_id)),),
         )
-        try:
-            reply = await self.send(outgoing)
-        except HardBounce as bounce:
-            await self.suppressions.add(
-                address,
-                SuppressionReason.HARD_BOUNCE,
-                detail=bounce.reason,
-                notification_id=message.notification_id,
-            )
-            logger.warning(
-                "notification %s hard-bounced; address suppressed", message.notification_id
-            )
-            raise
+        with span(
+            "smtp send",
+            kind=SpanKind.CLIENT,
+            attributes={
+                "notification.id": str(message.notification_id),
+                "notification.attempt": attempt.number,
+                "server.address": self.settings.smtp_host,
+                "server.port": self.settings.smtp_port,
+            },
+        ) as smtp:
+            try:
+                reply = await self.send(outgoing)
+            except (TransientFailure, PermanentFailure) as exc:
+                smtp.set_attribute("notification.failure", type(exc).__name__)
+                if isinstance(exc, HardBounce):
+                    await self._suppress(address, exc, message)
+                raise
         return DeliveryResult(provider_message_id=provider_id(reply), detail=f"smtp: {reply}"[:300])
+
+    async def _suppress(
+        self, address: str, bounce: HardBounce, message: NotificationMessage
+    ) -> None:
+        await self.suppressions.add(
+            address,
+            SuppressionReason.HARD_BOUNCE,
+            detail=bounce.reason,
+            notification_id=message.notification_id,
+        )
+        logger.warning("notification %s hard-bounced; address suppressed", message.notification_id)
 
     async def send(self, outgoing: OutgoingEmail) -> str:
         """Build and send one message; the server's reply. Raises classified failures."""

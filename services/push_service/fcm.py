@@ -20,6 +20,7 @@ import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
+from urllib.parse import urlsplit
 
 import aiohttp
 import httpx
@@ -28,10 +29,12 @@ from google.auth import exceptions as google_exceptions
 from google.auth.transport import Request as GoogleRequest
 from google.auth.transport import Response as GoogleResponse
 from google.oauth2 import service_account
+from opentelemetry.trace import SpanKind
 from prometheus_client import Counter
 
 from shared.messaging.delivery import parse_retry_after
 from shared.notification_status import DeviceResult, DeviceStatus
+from shared.tracing import span
 
 logger = logging.getLogger("services.push_service.fcm")
 
@@ -206,6 +209,10 @@ class FcmClient:
             total=timeout_seconds, connect=min(timeout_seconds, 3.0)
         )
         self._session: aiohttp.ClientSession | None = None
+        self._span_attributes = {
+            "server.address": urlsplit(base_url).hostname or "",
+            "fcm.project_id": project_id,
+        }
 
     def _http(self) -> aiohttp.ClientSession:
         # Made on first use: an aiohttp session belongs to the running event loop.
@@ -244,11 +251,18 @@ class FcmClient:
         device never hides the others' results.
         """
         body = {"message": {**message, "token": token}}
-        async with self._semaphore:
-            try:
-                result = await self._send_authorized(token, body)
-            except FcmAuthError:
-                result = SendResult(token, "transient", error="FCM_AUTH")
+        with span(
+            "fcm messages:send", kind=SpanKind.CLIENT, attributes=self._span_attributes
+        ) as sent:
+            async with self._semaphore:
+                try:
+                    result = await self._send_authorized(token, body)
+                except FcmAuthError:
+                    result = SendResult(token, "transient", error="FCM_AUTH")
+            if sent.is_recording():  # the outcome and FCM's error code; never the token
+                sent.set_attribute("fcm.outcome", result.outcome)
+                if result.error:
+                    sent.set_attribute("fcm.error", result.error)
         FCM_SENDS.labels(result.outcome).inc()
         return result
 

@@ -24,6 +24,10 @@ spent. When the provider itself fails `provider_failure_threshold` sends in a ro
 consumer is cancelled and the provider probed every `provider_probe_seconds`; messages wait in
 the queue meanwhile, and consuming resumes when the provider answers.
 
+Traces: each message gets a `process <queue>` span continuing the trace its headers carry
+(`shared/tracing.py`); the claim and the finish, batched statements, add a child span per
+message, and the sender's spans (the provider call) are children of it too.
+
 A crash at any point leaves messages unacked and claims leased: the broker redelivers the
 messages, which are parked until the lease lapses and then claim it; the reconciler (in the
 gateway) enqueues any notification whose lease lapsed with no message left to take it. A
@@ -52,6 +56,7 @@ from aio_pika.abc import (
     AbstractQueue,
     AbstractRobustConnection,
 )
+from opentelemetry.trace import INVALID_SPAN, Span
 from prometheus_client import Counter, Gauge
 from pydantic import ValidationError
 
@@ -89,6 +94,7 @@ from shared.notification_status import (
     StatusStore,
 )
 from shared.settings import Settings
+from shared.tracing import activated, consume_span, enabled, fail
 
 logger = logging.getLogger("shared.messaging.consumer")
 
@@ -140,6 +146,7 @@ class _Requeue(Exception):
 class _Pending:
     finish: Finish
     incoming: AbstractIncomingMessage
+    span: Span
     done: asyncio.Future[bool] = field(
         default_factory=lambda: asyncio.get_running_loop().create_future()
     )
@@ -337,32 +344,74 @@ class ConsumerRuntime:
                 await self._duplicate(incoming)
         if not candidates:
             return
+        spans = self._consume_spans(candidates) if enabled() else {}
         try:
             claims = await self.status.claim(
                 [(nid, m.attempt) for nid, (_, m) in candidates.items()],
                 lease_seconds=self.settings.claim_lease_seconds,
                 max_claims=self.settings.max_claims_per_attempt,
+                spans=spans or None,
             )
         except Exception as exc:
+            for span in spans.values():
+                fail(span, exc)
+                span.end()
             if not is_outage(exc):
                 raise
             logger.warning("claiming failed (%s); requeueing the batch", type(exc).__name__)
             await self._requeue_all([i for i, _ in candidates.values()], exc)
             return
         for notification_id, (incoming, message) in candidates.items():
-            await self._after_claim(incoming, message, claims[notification_id])
+            span = spans.get(notification_id, INVALID_SPAN)
+            claim = claims[notification_id]
+            if claim.outcome is ClaimOutcome.CLAIMED:
+                self._start_delivery(incoming, message, claim, span)
+                continue
+            try:
+                with activated(span):
+                    await self._not_claimed(incoming, message, claim)
+            finally:
+                span.set_attribute("notification.outcome", claim.outcome.value)
+                span.end()
 
-    async def _after_claim(
+    def _consume_spans(
+        self, candidates: dict[uuid.UUID, tuple[AbstractIncomingMessage, NotificationMessage]]
+    ) -> dict[uuid.UUID, Span]:
+        """One `process <queue>` span per message, continuing the trace of its publish."""
+        return {
+            nid: consume_span(
+                self.queue_name,
+                incoming.headers,
+                {
+                    "messaging.message.id": str(nid),
+                    "notification.id": str(nid),
+                    "notification.channel": self.channel_kind.value,
+                    "notification.attempt": message.attempt,
+                    "notification.template_code": message.template.code,
+                    "notification.correlation_id": message.correlation_id,
+                },
+            )
+            for nid, (incoming, message) in candidates.items()
+        }
+
+    def _start_delivery(
+        self,
+        incoming: AbstractIncomingMessage,
+        message: NotificationMessage,
+        claim: Claim,
+        span: Span,
+    ) -> None:
+        assert claim.token is not None
+        self._held[message.notification_id] = claim.token
+        self._sending.add(id(incoming))
+        with activated(span):  # the task copies the context: its spans are children of `span`
+            task = asyncio.create_task(self._deliver(incoming, message, claim, span))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _not_claimed(
         self, incoming: AbstractIncomingMessage, message: NotificationMessage, claim: Claim
     ) -> None:
-        if claim.outcome is ClaimOutcome.CLAIMED:
-            assert claim.token is not None
-            self._held[message.notification_id] = claim.token
-            self._sending.add(id(incoming))
-            task = asyncio.create_task(self._deliver(incoming, message, claim))
-            self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
-            return
         correlation_id_var.set(message.correlation_id)
         if claim.outcome is ClaimOutcome.UNKNOWN:
             logger.error("no status row for notification %s", message.notification_id)
@@ -445,14 +494,19 @@ class ConsumerRuntime:
     # --- one delivery --------------------------------------------------------------------
 
     async def _deliver(
-        self, incoming: AbstractIncomingMessage, message: NotificationMessage, claim: Claim
+        self,
+        incoming: AbstractIncomingMessage,
+        message: NotificationMessage,
+        claim: Claim,
+        span: Span = INVALID_SPAN,
     ) -> None:
         correlation_id_var.set(message.correlation_id)
         started = time.perf_counter()
         assert claim.token is not None
+        outcome = "requeued"
         try:
             finish = await self._attempt(message, claim, claim.token)
-            outcome = await self._record(finish, incoming)
+            outcome = await self._record(finish, incoming, span)
         except _Requeue as requeue:
             outcome = await self._give_back(incoming, message, claim.token, requeue)
         except asyncio.CancelledError:
@@ -466,6 +520,7 @@ class ConsumerRuntime:
                 )
             raise
         except Exception as exc:
+            fail(span, exc)
             logger.exception("handling notification %s failed", message.notification_id)
             outcome = await self._give_back(
                 incoming, message, claim.token, _Requeue(str(exc), handler_error=not is_outage(exc))
@@ -474,6 +529,8 @@ class ConsumerRuntime:
             self._held.pop(message.notification_id, None)
             self._sending.discard(id(incoming))
             MESSAGE_HANDLING_SECONDS.labels(self.queue_name).observe(time.perf_counter() - started)
+            span.set_attribute("notification.outcome", outcome)
+            span.end()
         MESSAGES_CONSUMED.labels(self.queue_name, outcome).inc()
 
     async def _attempt(
@@ -649,9 +706,11 @@ class ConsumerRuntime:
 
     # --- recording outcomes --------------------------------------------------------------
 
-    async def _record(self, finish: Finish, incoming: AbstractIncomingMessage) -> str:
+    async def _record(
+        self, finish: Finish, incoming: AbstractIncomingMessage, span: Span = INVALID_SPAN
+    ) -> str:
         """Queue the outcome for the next batched write; return once written and acked."""
-        pending = _Pending(finish, incoming)
+        pending = _Pending(finish, incoming, span)
         self._pending.append(pending)
         self._record_wake.set()
         await pending.done
@@ -681,8 +740,9 @@ class ConsumerRuntime:
 
     async def _write_outcomes(self, batch: list[_Pending]) -> None:
         try:
+            spans = {p.finish.notification_id: p.span for p in batch} if enabled() else None
             held = await retry_in_place(
-                lambda: self.status.finish([p.finish for p in batch]),
+                lambda: self.status.finish([p.finish for p in batch], spans=spans),
                 seconds=self.settings.status_write_retry_seconds,
                 is_outage=is_outage,
             )

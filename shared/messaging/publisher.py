@@ -4,6 +4,10 @@ Every publish waits for the broker's confirm (or a `mandatory` return) within a 
 publish while the connection is down would otherwise wait for the reconnection, holding the
 caller's request open. A failed or timed-out publish raises `PublishError`; the caller decides
 whether that means 503 or a retry from the outbox.
+
+Every publish is a producer span whose W3C trace context (`traceparent`/`tracestate`) goes in
+the message headers, so the consumer continues the trace (`shared/tracing.py`); while tracing
+is off no header is added.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ from shared.messaging.message import NotificationMessage
 from shared.messaging.topology import Topology, declare_topology
 from shared.metrics import MESSAGES_PUBLISHED
 from shared.settings import Settings
+from shared.tracing import publish_span
 
 logger = logging.getLogger("shared.messaging.publisher")
 
@@ -134,20 +139,23 @@ class Publisher:
         priority: int = 0,
         headers: Mapping[str, Any] | None = None,
     ) -> None:
-        message = build_amqp_message(
-            body,
-            message_id=message_id,
-            correlation_id=correlation_id,
-            priority=priority,
-            headers=headers,
-        )
-        try:
-            await asyncio.wait_for(
-                exchange.publish(message, routing_key=routing_key, mandatory=True),
-                timeout=self.settings.publish_timeout_seconds,
+        with publish_span(exchange.name, routing_key, message_id) as trace_headers:
+            message = build_amqp_message(
+                body,
+                message_id=message_id,
+                correlation_id=correlation_id,
+                priority=priority,
+                headers={**(headers or {}), **trace_headers} if trace_headers else headers,
             )
-        except TimeoutError as exc:
-            raise PublishError(f"no confirm for {routing_key} within the timeout") from exc
-        except Exception as exc:
-            raise PublishError(f"publish to {routing_key} failed: {type(exc).__name__}") from exc
+            try:
+                await asyncio.wait_for(
+                    exchange.publish(message, routing_key=routing_key, mandatory=True),
+                    timeout=self.settings.publish_timeout_seconds,
+                )
+            except TimeoutError as exc:
+                raise PublishError(f"no confirm for {routing_key} within the timeout") from exc
+            except Exception as exc:
+                raise PublishError(
+                    f"publish to {routing_key} failed: {type(exc).__name__}"
+                ) from exc
         MESSAGES_PUBLISHED.labels(routing_key if exchange.name else "direct-to-queue").inc()

@@ -469,3 +469,14 @@ def test_prometheus_scrapes_every_service_and_grafana_is_provisioned(
     assert f"./deploy/grafana/dashboards:{path}:ro" in grafana_mounts
     source = _yaml(ROOT / "deploy" / "grafana" / "provisioning" / "datasources" / "prometheus.yml")
     assert source["datasources"][0]["url"] == "http://prometheus:9090"
+
+
+def test_compose_sends_every_service_s_traces_to_jaeger(compose: dict[str, Any]) -> None:
+    services = compose["services"]
+    for name in APP_SERVICES:
+        endpoint = services[name]["environment"]["OTEL_EXPORTER_OTLP_ENDPOINT"]
+        url = urlparse(endpoint.removeprefix("${OTEL_EXPORTER_OTLP_ENDPOINT-").rstrip("}"))
+        assert url.hostname == "jaeger" and url.port == 4318, name
+    jaeger = services["jaeger"]
+    assert jaeger["environment"]["COLLECTOR_OTLP_ENABLED"] == "true"
+    assert {(4318, 4318), (16686, 16686)} <= _published(jaeger)
