@@ -47,7 +47,18 @@ RECONCILED = Counter(
 
 LOCK_KEY = 0x6E6F7469_66726563  # "notifrec": one reconciler pass at a time, across gateways
 
-_STUCK = """
+# Both picks end alike: each picked row's `updated_at` moves, so it is picked again only after
+# another full threshold.
+_TOUCH = """
+UPDATE api_gateway.notification_statuses n
+   SET updated_at = now()
+  FROM stuck
+ WHERE n.id = stuck.id
+RETURNING stuck.*
+"""
+
+_STUCK = (
+    """
 WITH stuck AS (
     SELECT s.id, s.status, s.attempts, s.priority, s.payload, s.notification_type,
            CASE
@@ -69,12 +80,9 @@ WITH stuck AS (
      LIMIT $2
        FOR UPDATE OF s SKIP LOCKED
 )
-UPDATE api_gateway.notification_statuses n
-   SET updated_at = now()
-  FROM stuck
- WHERE n.id = stuck.id
-RETURNING stuck.*
 """
+    + _TOUCH
+)
 
 _QUEUED_COUNTS = """
 SELECT s.notification_type, count(*) AS queued
@@ -84,7 +92,8 @@ SELECT s.notification_type, count(*) AS queued
  GROUP BY s.notification_type
 """
 
-_QUEUED_IDLE = """
+_QUEUED_IDLE = (
+    """
 WITH stuck AS (
     SELECT s.id, s.status, s.attempts, s.priority, s.payload, s.notification_type,
            'queued_idle' AS reason
@@ -98,12 +107,9 @@ WITH stuck AS (
      LIMIT $3
        FOR UPDATE OF s SKIP LOCKED
 )
-UPDATE api_gateway.notification_statuses n
-   SET updated_at = now()
-  FROM stuck
- WHERE n.id = stuck.id
-RETURNING stuck.*
 """
+    + _TOUCH
+)
 """At most $3 (the messages missing from the channel's queue) of its oldest idle `queued` rows."""
 
 _EXPIRE = """

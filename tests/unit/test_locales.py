@@ -45,16 +45,7 @@ def test_fallback_goes_from_region_to_language_to_default() -> None:
 @pytest.mark.parametrize("tag", ["abcde", "pt_br", "zh-Hant-TW", "es-419", "sl-rozaj"])
 def test_a_locale_a_user_may_hold_is_one_a_template_may_be_saved_in(tag: str) -> None:
     held = TypeAdapter(Locale).validate_python(tag)
-    saved = TemplateCreate.model_validate(
-        {
-            "code": "welcome",
-            "name": "Welcome",
-            "channel": "push",
-            "locale": tag,
-            "title": "Hi",
-            "body": "Hello",
-        }
-    )
+    saved = _template_in(tag)
     assert saved.locale == held
 
 
@@ -63,13 +54,11 @@ def test_a_locale_refused_for_a_user_is_refused_for_a_template(tag: str) -> None
     with pytest.raises(ValidationError):
         TypeAdapter(Locale).validate_python(tag)
     with pytest.raises(ValidationError):
-        TemplateCreate.model_validate(
-            {
-                "code": "welcome",
-                "name": "Welcome",
-                "channel": "push",
-                "locale": tag,
-                "title": "Hi",
-                "body": "Hello",
-            }
-        )
+        _template_in(tag)
+
+
+def _template_in(locale: str) -> TemplateCreate:
+    return TemplateCreate.model_validate(
+        {"code": "welcome", "name": "Welcome", "channel": "push", "locale": locale}
+        | {"title": "Hi", "body": "Hello"}
+    )
