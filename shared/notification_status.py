@@ -57,6 +57,8 @@ class NotificationStatus(StrEnum):
     FAILED = "failed"
     SKIPPED = "skipped"
     EXPIRED = "expired"
+    CANCELLED = "cancelled"
+    """Cancelled through the API while `scheduled` or `queued`: never sent."""
 
 
 TERMINAL = frozenset(
@@ -65,6 +67,7 @@ TERMINAL = frozenset(
         NotificationStatus.FAILED,
         NotificationStatus.SKIPPED,
         NotificationStatus.EXPIRED,
+        NotificationStatus.CANCELLED,
     }
 )
 OPEN = frozenset(set(NotificationStatus) - TERMINAL)
@@ -79,6 +82,8 @@ ALLOWED_FROM: dict[NotificationStatus, frozenset[NotificationStatus]] = {
     S.FAILED: frozenset({S.QUEUED, S.SCHEDULED, S.PROCESSING, S.RETRYING}),
     S.SKIPPED: frozenset({S.QUEUED, S.SCHEDULED, S.PROCESSING, S.RETRYING}),
     S.EXPIRED: frozenset({S.QUEUED, S.SCHEDULED, S.PROCESSING, S.RETRYING}),
+    # Only before a worker holds it: a claimed notification may already be at the provider.
+    S.CANCELLED: frozenset({S.QUEUED, S.SCHEDULED}),
 }
 """For each target status, the statuses it may be reached from. Terminal states have no exit,
 except the explicit replay of a failed notification (`reopen_failed`)."""

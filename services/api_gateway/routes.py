@@ -66,6 +66,10 @@ _WHY = {
     503: "`dependency_unavailable` (see `Retry-After`)",
 }
 _READ_WHY = {**_WHY, 404: "`notification_not_found`", 422: "`validation_error`"}
+_CANCEL_WHY = {
+    **_READ_WHY,
+    409: "`not_cancellable`: a worker has claimed it, or it has ended",
+}
 _CALLBACK_WHY = {
     400: "malformed JSON",
     401: "`invalid_internal_key`",
@@ -74,6 +78,7 @@ _CALLBACK_WHY = {
     422: "`validation_error` or `channel_mismatch`",
 }
 _READ_ERRORS = error_responses(_READ_WHY, 401, 404, 429)
+_CANCEL_ERRORS = error_responses(_CANCEL_WHY, 401, 404, 409, 429)
 _CALLBACK_ERRORS = error_responses(_CALLBACK_WHY, 400, 401, 404, 413)
 _SEND_RESPONSES: dict[int | str, dict[str, Any]] = {
     202: {"model": Envelope[Accepted], "description": "accepted (queued, scheduled or skipped)"},
@@ -179,6 +184,33 @@ async def notification_status(
     if found is None:
         raise NotFound("no notification with this id or request id", code="notification_not_found")
     return json_response(ok(found))
+
+
+@router.delete(
+    "/v1/notifications/{ref}",
+    tags=["notifications"],
+    summary="Cancel a scheduled or queued notification",
+    responses={
+        200: {
+            "model": Envelope[StatusDetail],
+            "description": "cancelled (or already cancelled): the status and history",
+        },
+        **_CANCEL_ERRORS,
+    },
+    response_class=Response,
+)
+async def cancel_notification(
+    request: Request,
+    store: StoreDep,
+    limits: RateLimitsDep,
+    api_key: CurrentApiKey,
+    ref: Annotated[RequestId, Path(description="The notification id or your `request_id`.")],
+) -> Response:
+    """A `scheduled` or `queued` notification becomes `cancelled` and is never sent. Once a
+    worker has claimed it (`processing`) or it has ended, 409 `not_cancellable`: it may already
+    be at the provider. Cancelling a cancelled notification answers the same again."""
+    await enforce_rate_limit(request, limits, api_key, scope="send", user_id=None)
+    return json_response(ok(await store.cancel(api_key.id, ref), message="notification cancelled"))
 
 
 @router.get(

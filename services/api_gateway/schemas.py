@@ -86,6 +86,7 @@ class SendCommand:
     metadata: dict[str, Any]
     expires_at: datetime | None = None
     ttl_seconds: int | None = None
+    send_at: datetime | None = None
 
 
 MAX_TTL_SECONDS = 366 * 24 * 3600
@@ -105,7 +106,15 @@ class SendRequest(BaseModel):
                     "variables": {"name": "Ada", "link": "https://example.com/start"},
                     "request_id": "a4b0d0c4-3c4c-4f9e-8f6c-0d3d9c1f2e11",
                     "priority": "normal",
-                }
+                },
+                {
+                    "notification_type": "push",
+                    "user_id": "0b0f3c1e-8f7a-4c1e-9a57-3a1f5e2b7c10",
+                    "template_code": "welcome",
+                    "variables": {"name": "Ada", "link": "https://example.com/start"},
+                    "request_id": "reminder-2026-12-24-ada",
+                    "send_at": "2026-12-24T09:00:00+01:00",
+                },
             ]
         },
     )
@@ -132,6 +141,13 @@ class SendRequest(BaseModel):
         ge=1,
         le=MAX_TTL_SECONDS,
         description="Instead of `expires_at`: expires this many seconds after acceptance.",
+    )
+    send_at: AwareDatetime | None = Field(
+        default=None,
+        description="ISO 8601 with an offset, at most one year ahead: the notification is "
+        "`scheduled` and sent at this instant (the user's preferences, quiet hours and current "
+        "contact are read then). In the past: 422 `send_at_in_past`; too far: 422 "
+        "`send_at_too_far`; at or after the expiry: 422 `send_at_after_expiry`.",
     )
 
     @model_validator(mode="after")
@@ -164,6 +180,7 @@ class SendRequest(BaseModel):
             metadata=self.metadata,
             expires_at=self.expires_at,
             ttl_seconds=self.ttl_seconds,
+            send_at=self.send_at,
         )
 
 
@@ -194,6 +211,13 @@ class LegacySendRequest(BaseModel):
     request_id: RequestId | None = None
     priority: PriorityNumber = 5
     metadata: JsonObject | None = None
+    send_at: AwareDatetime | None = Field(
+        default=None,
+        description="ISO 8601 with an offset, at most one year ahead: the notification is "
+        "`scheduled` and sent at this instant (the user's preferences, quiet hours and current "
+        "contact are read then). In the past: 422 `send_at_in_past`; too far: 422 "
+        "`send_at_too_far`; at or after the expiry: 422 `send_at_after_expiry`.",
+    )
 
     def to_command(self) -> SendCommand:
         variables = self.variables.model_dump(mode="json", exclude_none=True)
@@ -206,6 +230,7 @@ class LegacySendRequest(BaseModel):
             priority=self.priority,
             locale=None,
             metadata=self.metadata or {},
+            send_at=self.send_at,
         )
 
 
@@ -222,7 +247,9 @@ class Accepted(BaseModel):
         default=None, description="Why a notification was skipped or scheduled."
     )
     scheduled_for: datetime | None = Field(
-        default=None, description="When a notification held by quiet hours will be sent."
+        default=None,
+        description="When a `scheduled` notification will be sent: its `send_at`, or the end "
+        "of the user's quiet hours.",
     )
     expires_at: datetime | None = Field(
         default=None, description="Not delivered after this instant, if the send set one."

@@ -1,7 +1,8 @@
 """The send use case: from a validated command to a durable notification and a 202.
 
-Order: the route has validated and rate-limited; here come idempotency, enrichment
-(contact, active template, a render check), the user's preferences, then one accept statement
+Order: the route has validated and rate-limited; here come idempotency, the schedule check of a
+`send_at`, enrichment (contact, active template, a render check), the user's preferences (or,
+for a `send_at`, a hold whose release reads them then), then one accept statement
 (status row + history + idempotency record + outbox row) and the inline publish. A failure
 before the accept releases the idempotency claim, so a retry runs afresh.
 """
@@ -11,7 +12,7 @@ from __future__ import annotations
 import logging
 import uuid
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from prometheus_client import Counter
@@ -60,6 +61,9 @@ _MESSAGES = {
     NotificationStatus.SCHEDULED: "notification scheduled until the user's quiet hours end",
     NotificationStatus.SKIPPED: "notification skipped",
 }
+SEND_AT = "send_at"
+"""The `status_reason` of a notification held for its `send_at`."""
+MAX_SEND_AHEAD = timedelta(days=365)
 
 
 @dataclass(frozen=True)
@@ -120,15 +124,16 @@ class SendService:
         self, api_key: ApiKey, command: SendCommand, claim: Claim | None
     ) -> SendResult:
         """Enrich, decide, write the notification durably, then publish it."""
+        now = datetime.now(UTC)  # only to place quiet hours; every stored time is the database's
+        check_schedule(command, now)
         contact = await self.contacts.get(command.user_id)
         channel = command.notification_type
         template = await self.templates.active(
             command.template_code, channel.value, command.locale or contact.locale
         )
         check_variables(template, command.variables)
-        now = datetime.now(UTC)  # only to place quiet hours; every stored time is the database's
         check_expiry(command, now)
-        decision = decide(contact, channel, now)
+        decision = decide(contact, channel, now) if command.send_at is None else later(command)
         notification_id = uuid.uuid4()
         correlation_id = get_correlation_id() or new_correlation_id()
         outbox_entry = None
@@ -225,6 +230,8 @@ def accepted_body(
         "expires_at": None,
     }
     message = _MESSAGES[decision.status]
+    if decision.code == SEND_AT:
+        message = "notification scheduled for its send_at"
     if decision.status is NotificationStatus.SKIPPED and decision.reason:
         message += f": {decision.reason}"
     return ok(data, message=message)
@@ -237,6 +244,44 @@ def check_expiry(command: SendCommand, now: datetime) -> None:
             "expires_at is in the past",
             details=[{"field": "expires_at", "message": "must be in the future"}],
         )
+
+
+def check_schedule(command: SendCommand, now: datetime) -> None:
+    """A `send_at` must be ahead, within a year, and before the notification would expire."""
+    send_at = command.send_at
+    if send_at is None:
+        return
+    if send_at <= now:
+        raise ValidationFailed(
+            "send_at is in the past",
+            code="send_at_in_past",
+            details=[{"field": "send_at", "message": "must be in the future"}],
+        )
+    if send_at > now + MAX_SEND_AHEAD:
+        raise ValidationFailed(
+            "send_at is more than a year ahead",
+            code="send_at_too_far",
+            details=[{"field": "send_at", "message": "must be at most 365 days ahead"}],
+        )
+    expires_at = command.expires_at
+    if expires_at is None and command.ttl_seconds is not None:
+        expires_at = now + timedelta(seconds=command.ttl_seconds)
+    if expires_at is not None and expires_at <= send_at:
+        raise ValidationFailed(
+            "the notification would expire before its send_at",
+            code="send_at_after_expiry",
+            details=[{"field": "send_at", "message": "must be before expires_at (or the ttl)"}],
+        )
+
+
+def later(command: SendCommand) -> Decision:
+    """Held until `send_at`: preferences, quiet hours and the contact are read at release, by
+    the same relay step that releases quiet-hours holds (`release_decision`)."""
+    assert command.send_at is not None
+    when = command.send_at.astimezone(UTC)
+    return Decision(
+        NotificationStatus.SCHEDULED, SEND_AT, f"scheduled for {when.isoformat()}", when
+    )
 
 
 def check_variables(template: TemplateVersion, variables: dict[str, Any]) -> None:

@@ -143,6 +143,13 @@ SELECT {_STATUS_COLUMNS},
  LIMIT 1
 """
 
+_REF_OF = """
+SELECT s.id, s.status FROM api_gateway.notification_statuses s
+ WHERE s.api_key_id = $1 AND (s.id = $2::uuid OR s.request_id = $3::text)
+ ORDER BY (s.id IS NOT DISTINCT FROM $2::uuid) DESC, s.created_at DESC
+ LIMIT 1
+"""
+
 _CHANNEL_OF = "SELECT notification_type FROM api_gateway.notification_statuses WHERE id = $1"
 
 _FILTER = """
@@ -233,6 +240,45 @@ class NotificationStore:
             as_uuid = None
         row = await self.pool.fetchrow(_BY_ID_OR_REQUEST, api_key_id, as_uuid, ref)
         return status_view(row) if row is not None else None
+
+    async def cancel(self, api_key_id: uuid.UUID, ref: str) -> dict[str, Any]:
+        """Cancel a `scheduled` or `queued` notification of this API key; its status after.
+
+        The move is the one conditional transition statement (from `scheduled`/`queued` only),
+        so a cancel racing the relay's release or a worker's claim ends in exactly one of them:
+        a claim never takes a `cancelled` row, and a cancel never moves a `processing` one. A
+        copy already published is dropped by the claim; an outbox row left behind is dropped
+        by the relay when it comes due. Cancelling a cancelled notification answers the same.
+        """
+        row = await self._ref(api_key_id, ref)
+        if row is None:
+            raise NotFound(
+                "no notification with this id or request id", code="notification_not_found"
+            )
+        if row["status"] != NotificationStatus.CANCELLED:
+            result = await self.statuses.transition(
+                row["id"],
+                NotificationStatus.CANCELLED,
+                reason="cancelled",
+                detail="cancelled through the API",
+            )
+            if not result.applied:
+                raise Conflict(
+                    f"a {result.status} notification cannot be cancelled",
+                    code="not_cancellable",
+                    details=[{"field": "status", "message": f"is {result.status}"}],
+                )
+        found = await self.find(api_key_id, str(row["id"]))
+        assert found is not None
+        return found
+
+    async def _ref(self, api_key_id: uuid.UUID, ref: str) -> asyncpg.Record | None:
+        try:
+            as_uuid: uuid.UUID | None = uuid.UUID(ref)
+        except ValueError:
+            as_uuid = None
+        row: asyncpg.Record | None = await self.pool.fetchrow(_REF_OF, api_key_id, as_uuid, ref)
+        return row
 
     async def page(
         self,
