@@ -124,6 +124,8 @@ notification_statuses = Table(
     Column("expires_at", DateTime(timezone=True), nullable=True),
     # The message as accepted (attempt 1), so the reconciler can enqueue it again.
     Column("payload", LargeBinary, nullable=True),
+    # The notifications one send made for several channels (`channels`); null otherwise.
+    Column("group_id", UUID(as_uuid=True), nullable=True),
     Index("ix_notification_statuses_request_id", "api_key_id", "request_id"),
     Index("ix_notification_statuses_user_created", "user_id", "created_at"),
     Index("ix_notification_statuses_created", "created_at"),
@@ -131,6 +133,12 @@ notification_statuses = Table(
         "ix_notification_statuses_open",
         "updated_at",
         postgresql_where=text("status IN ('queued', 'scheduled', 'processing', 'retrying')"),
+    ),
+    Index(
+        "ix_notification_statuses_group",
+        "api_key_id",
+        "group_id",
+        postgresql_where=text("group_id IS NOT NULL"),
     ),
 )
 

@@ -24,7 +24,9 @@ from services.api_gateway.idempotency import fingerprint, parse_idempotency_key
 from services.api_gateway.rate_limit import RateLimits
 from services.api_gateway.schemas import (
     Accepted,
+    AcceptedGroup,
     CallbackResult,
+    Group,
     LegacySendRequest,
     RequestId,
     SendCommand,
@@ -81,7 +83,10 @@ _READ_ERRORS = error_responses(_READ_WHY, 401, 404, 429)
 _CANCEL_ERRORS = error_responses(_CANCEL_WHY, 401, 404, 409, 429)
 _CALLBACK_ERRORS = error_responses(_CALLBACK_WHY, 400, 401, 404, 413)
 _SEND_RESPONSES: dict[int | str, dict[str, Any]] = {
-    202: {"model": Envelope[Accepted], "description": "accepted (queued, scheduled or skipped)"},
+    202: {
+        "model": Envelope[Accepted | AcceptedGroup],
+        "description": "accepted (queued, scheduled or skipped); with `channels`, the group",
+    },
     **error_responses(_WHY, *_WHY),
 }
 
@@ -137,7 +142,9 @@ async def send_notification(
 
     A 202 means the notification is durable: it is published at once, or kept in the
     transactional outbox until the broker takes it. A channel the user turned off (or a push
-    to a user without a device) is accepted as `skipped`; quiet hours make it `scheduled`.
+    to a user without a device) is accepted as `skipped`; quiet hours make it `scheduled`, and
+    so does a `send_at`. With `channels`, one notification per channel is accepted in the same
+    statement and the 202 is the group (`group_id`, `notifications`).
     """
     return await _send(request, sends, limits, api_key, body.to_command(), idempotency_key)
 
@@ -184,6 +191,27 @@ async def notification_status(
     if found is None:
         raise NotFound("no notification with this id or request id", code="notification_not_found")
     return json_response(ok(found))
+
+
+@router.get(
+    "/v1/notifications/groups/{group_id}",
+    tags=["notifications"],
+    summary="The notifications of one multi-channel send",
+    responses={
+        200: {"model": Envelope[Group]},
+        **error_responses({**_READ_WHY, 404: "`group_not_found`"}, 401, 404, 429),
+    },
+    response_class=Response,
+)
+async def notification_group(
+    request: Request,
+    store: StoreDep,
+    limits: RateLimitsDep,
+    api_key: CurrentApiKey,
+    group_id: Annotated[uuid.UUID, Path(description="The `group_id` of the send's 202.")],
+) -> Response:
+    await enforce_rate_limit(request, limits, api_key, scope="read", user_id=None)
+    return json_response(ok(await store.group(api_key.id, group_id)))
 
 
 @router.delete(

@@ -87,6 +87,9 @@ class SendCommand:
     expires_at: datetime | None = None
     ttl_seconds: int | None = None
     send_at: datetime | None = None
+    channels: tuple[Channel, ...] = ()
+    """Several channels in one send (`notification_type` is then the first): one
+    notification each, linked by a group id."""
 
 
 MAX_TTL_SECONDS = 366 * 24 * 3600
@@ -115,12 +118,25 @@ class SendRequest(BaseModel):
                     "request_id": "reminder-2026-12-24-ada",
                     "send_at": "2026-12-24T09:00:00+01:00",
                 },
+                {
+                    "channels": ["push", "email"],
+                    "user_id": "0b0f3c1e-8f7a-4c1e-9a57-3a1f5e2b7c10",
+                    "template_code": "welcome",
+                    "variables": {"name": "Ada", "link": "https://example.com/start"},
+                    "request_id": "welcome-ada-both",
+                },
             ]
         },
     )
 
     notification_type: Channel | None = None
     channel: Channel | None = Field(default=None, description="Alias of notification_type.")
+    channels: list[Channel] | None = Field(
+        default=None,
+        min_length=1,
+        description="Instead of `notification_type`: one notification per channel (each "
+        "channel once), made in one accept and linked by a `group_id`; the 202 lists each.",
+    )
     user_id: uuid.UUID
     template_code: TemplateCode | None = None
     template_slug: TemplateCode | None = Field(default=None, description="Alias of template_code.")
@@ -152,7 +168,14 @@ class SendRequest(BaseModel):
 
     @model_validator(mode="after")
     def _aliases_agree(self) -> SendRequest:
+        if self.channels is not None:
+            if self.notification_type is not None or self.channel is not None:
+                raise ValueError("give notification_type or channels, not both")
+            if len(set(self.channels)) != len(self.channels):
+                raise ValueError("channels must not repeat a channel")
         for name, alias in (("notification_type", "channel"), ("template_code", "template_slug")):
+            if name == "notification_type" and self.channels is not None:
+                continue
             value, other = getattr(self, name), getattr(self, alias)
             if value is None and other is None:
                 raise ValueError(f"one of {name} or {alias} is required")
@@ -163,7 +186,8 @@ class SendRequest(BaseModel):
         return self
 
     def to_command(self) -> SendCommand:
-        channel = self.notification_type or self.channel
+        channels = tuple(self.channels or ())
+        channel = self.notification_type or self.channel or channels[0]
         code = self.template_code or self.template_slug
         assert channel is not None and code is not None  # the validator guarantees both
         priority = (
@@ -181,6 +205,7 @@ class SendRequest(BaseModel):
             expires_at=self.expires_at,
             ttl_seconds=self.ttl_seconds,
             send_at=self.send_at,
+            channels=channels,
         )
 
 
@@ -256,6 +281,16 @@ class Accepted(BaseModel):
     )
 
 
+class AcceptedGroup(BaseModel):
+    """The 202 of a send with `channels`: one entry per channel, in the order given."""
+
+    group_id: uuid.UUID
+    request_id: str | None
+    created_at: datetime
+    expires_at: datetime | None = None
+    notifications: list[Accepted]
+
+
 class HistoryEntry(BaseModel):
     status: NotificationStatus
     at: datetime
@@ -284,10 +319,18 @@ class StatusSummary(BaseModel):
     created_at: datetime
     updated_at: datetime
     delivered_at: datetime | None
+    group_id: uuid.UUID | None = Field(
+        default=None, description="Set when one send made it with others (`channels`)."
+    )
 
 
 class StatusDetail(StatusSummary):
     history: list[HistoryEntry]
+
+
+class Group(BaseModel):
+    group_id: uuid.UUID
+    notifications: list[StatusDetail]
 
 
 class StatusCallback(BaseModel):

@@ -9,9 +9,10 @@ before the accept releases the idempotency claim, so a retry runs afresh.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -108,6 +109,8 @@ class SendService:
                 return SendResult(outcome.status_code, outcome.body, replayed=True)
             claim = outcome
         try:
+            if command.channels:
+                return await self._accept_group(api_key, command, claim)
             return await self._accept(api_key, command, claim)
         except BaseException:
             if claim is not None:
@@ -153,17 +156,82 @@ class SendService:
         ACCEPTED.labels(channel.value, decision.status.value).inc()
         outbox_id = accepted.outbox_id
         if outbox_id is not None and outbox_entry is not None and outbox_entry.kind == "publish":
-            await self.outbox.publish_inline(
-                outbox_id,
-                OutboxMessage(
-                    routing_key=outbox_entry.routing_key,
-                    body=outbox_entry.payload,
-                    message_id=str(notification_id),
-                    correlation_id=correlation_id,
-                    priority=command.priority,
-                ),
-            )
+            await self._publish(outbox_id, outbox_entry, notification_id, command.priority)
         return SendResult(202, body)
+
+    async def _accept_group(
+        self, api_key: ApiKey, command: SendCommand, claim: Claim | None
+    ) -> SendResult:
+        """One notification per channel, each decided on its own (a push to a user with no
+        device is `skipped` while the email goes), written by one statement."""
+        now = datetime.now(UTC)
+        check_schedule(command, now)
+        contact = await self.contacts.get(command.user_id)
+        locale = command.locale or contact.locale
+        templates = [
+            await self.templates.active(command.template_code, channel.value, locale)
+            for channel in command.channels
+        ]
+        for template in templates:
+            check_variables(template, command.variables)
+        check_expiry(command, now)
+        group_id = uuid.uuid4()
+        correlation_id = get_correlation_id() or new_correlation_id()
+        rows: list[tuple[NewNotification, OutboxEntry | None]] = []
+        items: list[dict[str, Any]] = []
+        for channel, template in zip(command.channels, templates, strict=True):
+            single = replace(command, notification_type=channel, channels=())
+            decision = decide(contact, channel, now) if command.send_at is None else later(single)
+            notification_id = uuid.uuid4()
+            entry = None
+            if decision.status is not NotificationStatus.SKIPPED:
+                message = build_message(
+                    notification_id, single, contact, template, correlation_id, now
+                )
+                entry = self._outbox_entry(message, decision)
+            notification = new_notification(notification_id, api_key, single, template, decision)
+            rows.append((replace(notification, group_id=group_id), entry))
+            items.append(accepted_body(notification_id, single, decision)["data"])
+        body = ok(
+            {
+                "group_id": str(group_id),
+                "request_id": command.request_id,
+                "created_at": None,
+                "expires_at": None,
+                "notifications": items,
+            },
+            message=f"{len(items)} notifications accepted",
+        )
+        accepted = await self.store.accept_group(
+            rows, IdempotencyCompletion(claim.key, claim.token, 202, body) if claim else None
+        )
+        for data in (body["data"], *items):
+            data["created_at"] = accepted.created_at
+            data["expires_at"] = accepted.expires_at
+        await asyncio.gather(
+            *(
+                self._publish(accepted.outbox_ids[n.id], entry, n.id, command.priority)
+                for n, entry in rows
+                if entry is not None and entry.kind == "publish" and n.id in accepted.outbox_ids
+            )
+        )
+        for n, _ in rows:
+            ACCEPTED.labels(n.notification_type, n.status).inc()
+        return SendResult(202, body)
+
+    async def _publish(
+        self, outbox_id: int, entry: OutboxEntry, notification_id: uuid.UUID, priority: int
+    ) -> None:
+        await self.outbox.publish_inline(
+            outbox_id,
+            OutboxMessage(
+                routing_key=entry.routing_key,
+                body=entry.payload,
+                message_id=str(notification_id),
+                correlation_id=entry.correlation_id,
+                priority=priority,
+            ),
+        )
 
     async def release_decision(self, message: NotificationMessage) -> Decision:
         """A held notification's fate when it comes due, from the user's current contact."""

@@ -38,6 +38,7 @@ class NewNotification:
     expires_at: datetime | None = None
     ttl_seconds: int | None = None
     """Instead of `expires_at`: counted from acceptance, on the database's clock."""
+    group_id: uuid.UUID | None = None
 
 
 @dataclass(frozen=True)
@@ -56,6 +57,15 @@ class Accepted:
     """What the accept statement wrote; times as the database's clock gave them."""
 
     outbox_id: int | None
+    created_at: str
+    expires_at: str | None
+
+
+@dataclass(frozen=True)
+class AcceptedGroup:
+    """What the group accept statement wrote: each notification's outbox row, if any."""
+
+    outbox_ids: dict[uuid.UUID, int]
     created_at: str
     expires_at: str | None
 
@@ -124,23 +134,100 @@ _ACCEPT_CLAIMED = _ACCEPT.format(
 )"""
 )
 
+# Several channels in one send: the same statement for N rows (arrays unnested), one static
+# text whatever N is. The stored idempotent response gets the database's times at the group's
+# level and in each of its notifications.
+_ACCEPT_GROUP = """
+WITH clock AS (
+    SELECT now() AS at,
+           to_char(now() AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"+00:00"') AS at_text,
+           COALESCE($20::timestamptz, now() + make_interval(secs => $21::int)) AS expires_at
+), times AS (
+    SELECT at, at_text, expires_at,
+           to_char(expires_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"+00:00"')
+               AS expires_text
+      FROM clock
+), {claim_cte}, input AS (
+    SELECT * FROM unnest($1::uuid[], $2::text[], $3::int[], $4::text[], $5::text[], $6::text[],
+                         $7::timestamptz[], $8::text[], $9::bytea[], $10::text[],
+                         $11::timestamptz[])
+           AS t(id, notification_type, template_version, locale, status, status_reason,
+                scheduled_for, detail, payload, kind, available_at)
+), ins AS (
+    INSERT INTO api_gateway.notification_statuses
+           (id, api_key_id, request_id, notification_type, user_id, template_code,
+            template_version, locale, priority, status, status_reason, metadata, scheduled_for,
+            created_at, updated_at, expires_at, payload, group_id)
+    SELECT i.id, $12::uuid, $13::text, i.notification_type, $14::uuid, $15::text,
+           i.template_version, i.locale, $16::int, i.status, i.status_reason, $17::jsonb,
+           i.scheduled_for, t.at, t.at, t.expires_at, i.payload, $18::uuid
+      FROM input i, claim, times t
+    RETURNING id, status, created_at
+), hist AS (
+    INSERT INTO api_gateway.notification_status_history (notification_id, status, detail, at)
+    SELECT ins.id, ins.status, i.detail, ins.created_at FROM ins JOIN input i ON i.id = ins.id
+), ob AS (
+    INSERT INTO api_gateway.outbox
+           (notification_id, routing_key, payload, priority, correlation_id, kind, available_at)
+    SELECT i.id, i.notification_type, i.payload, $16::int, $19::text, i.kind,
+           COALESCE(i.available_at, now() + make_interval(secs => $22::float8))
+      FROM ins JOIN input i ON i.id = ins.id
+     WHERE i.payload IS NOT NULL
+    RETURNING id, notification_id
+)
+SELECT (SELECT count(*) FROM ins) AS inserted,
+       (SELECT array_agg(notification_id) FROM ob) AS outbox_notifications,
+       (SELECT array_agg(id) FROM ob) AS outbox_ids,
+       t.at_text AS created_at, t.expires_text AS expires_at
+  FROM times t
+"""
+
+_TIMES_OF = """jsonb_build_object('created_at', t.at_text, 'expires_at', t.expires_text)"""
+_ACCEPT_GROUP_PLAIN = _ACCEPT_GROUP.format(claim_cte="claim AS (SELECT 1)")
+_ACCEPT_GROUP_CLAIMED = _ACCEPT_GROUP.format(
+    claim_cte=f"""claim AS (
+    UPDATE api_gateway.idempotency_records
+       SET state = 'completed', status_code = $23::int,
+           response = jsonb_set($24::jsonb, '{{data}}',
+               ($24::jsonb -> 'data') || {_TIMES_OF} || jsonb_build_object('notifications',
+                   (SELECT jsonb_agg(e.item || {_TIMES_OF} ORDER BY e.n)
+                      FROM jsonb_array_elements($24::jsonb -> 'data' -> 'notifications')
+                           WITH ORDINALITY AS e(item, n)))),
+           notification_id = ($1::uuid[])[1]
+      FROM times t
+     WHERE api_key_id = $12::uuid AND key = $25::text AND claim_token = $26::uuid
+       AND state = 'pending'
+    RETURNING 1
+)"""
+)
+
 _STATUS_COLUMNS = """
     s.id, s.request_id, s.status, s.status_reason, s.notification_type, s.user_id,
     s.template_code, s.template_version, s.locale, s.priority, s.attempts, s.last_error,
-    s.scheduled_for, s.next_attempt_at, s.expires_at, s.created_at, s.updated_at, s.delivered_at
+    s.scheduled_for, s.next_attempt_at, s.expires_at, s.created_at, s.updated_at, s.delivered_at,
+    s.group_id
 """
-
-_BY_ID_OR_REQUEST = f"""
-SELECT {_STATUS_COLUMNS},
+_HISTORY = """
        COALESCE((SELECT jsonb_agg(jsonb_build_object('status', h.status, 'at', h.at,
                                                      'detail', h.detail, 'attempt', h.attempt)
                                    ORDER BY h.at, h.id)
                    FROM api_gateway.notification_status_history h
                   WHERE h.notification_id = s.id), '[]'::jsonb) AS history
+"""
+
+_BY_ID_OR_REQUEST = f"""
+SELECT {_STATUS_COLUMNS}, {_HISTORY}
   FROM api_gateway.notification_statuses s
  WHERE s.api_key_id = $1 AND (s.id = $2::uuid OR s.request_id = $3::text)
  ORDER BY (s.id IS NOT DISTINCT FROM $2::uuid) DESC, s.created_at DESC
  LIMIT 1
+"""
+
+_GROUP = f"""
+SELECT {_STATUS_COLUMNS}, {_HISTORY}
+  FROM api_gateway.notification_statuses s
+ WHERE s.api_key_id = $1 AND s.group_id = $2
+ ORDER BY s.created_at, s.notification_type
 """
 
 _REF_OF = """
@@ -231,6 +318,63 @@ class NotificationStore:
                 headers={"Retry-After": "1"},
             )
         return Accepted(row["outbox_id"], row["created_at"], row["expires_at"])
+
+    async def accept_group(
+        self,
+        rows: list[tuple[NewNotification, OutboxEntry | None]],
+        completion: IdempotencyCompletion | None,
+    ) -> AcceptedGroup:
+        """Write a group's notifications (one per channel) and their outbox rows in one
+        statement; the rows share everything but the channel's own columns."""
+        first, entry = rows[0][0], next((e for _, e in rows if e is not None), None)
+        args: list[Any] = [
+            [n.id for n, _ in rows],
+            [n.notification_type for n, _ in rows],
+            [n.template_version for n, _ in rows],
+            [n.locale for n, _ in rows],
+            [n.status for n, _ in rows],
+            [n.status_reason for n, _ in rows],
+            [n.scheduled_for for n, _ in rows],
+            [n.detail for n, _ in rows],
+            [e.payload if e else None for _, e in rows],
+            [e.kind if e else None for _, e in rows],
+            [e.available_at if e else None for _, e in rows],
+            first.api_key_id,
+            first.request_id,
+            first.user_id,
+            first.template_code,
+            first.priority,
+            first.metadata,
+            first.group_id,
+            entry.correlation_id if entry else None,
+            first.expires_at,
+            first.ttl_seconds,
+            entry.grace_seconds if entry else 0.0,
+        ]
+        if completion is None:
+            row = await self.pool.fetchrow(_ACCEPT_GROUP_PLAIN, *args)
+        else:
+            args += [completion.status_code, completion.response, completion.key, completion.token]
+            row = await self.pool.fetchrow(_ACCEPT_GROUP_CLAIMED, *args)
+        assert row is not None
+        if not row["inserted"]:
+            raise Conflict(
+                "a request with this idempotency key is in progress",
+                code="request_in_progress",
+                headers={"Retry-After": "1"},
+            )
+        outbox_ids = dict(
+            zip(row["outbox_notifications"] or [], row["outbox_ids"] or [], strict=True)
+        )
+        return AcceptedGroup(outbox_ids, row["created_at"], row["expires_at"])
+
+    async def group(self, api_key_id: uuid.UUID, group_id: uuid.UUID) -> dict[str, Any]:
+        """The notifications of one multi-channel send, with their histories; 404 if none is
+        this API key's."""
+        rows = await self.pool.fetch(_GROUP, api_key_id, group_id)
+        if not rows:
+            raise NotFound("no notification group with this id", code="group_not_found")
+        return {"group_id": str(group_id), "notifications": [status_view(r) for r in rows]}
 
     async def find(self, api_key_id: uuid.UUID, ref: str) -> dict[str, Any] | None:
         """By notification id or by the client's request id, within one API key."""

@@ -139,6 +139,8 @@ class Notification(_Response):
     created_at: datetime
     updated_at: datetime
     delivered_at: datetime | None = None
+    group_id: uuid.UUID | None = None
+    """Set when one send made it with others, for several channels."""
 
     @property
     def is_terminal(self) -> bool:
