@@ -183,10 +183,13 @@ async def _build(settings: GatewaySettings, stack: AsyncExitStack) -> Gateway:
         ttl_seconds=settings.idempotency_ttl_seconds,
         pending_timeout_seconds=settings.idempotency_pending_timeout_seconds,
     )
-    outbox = Outbox(
-        settings, publisher=publisher, pool=pool, purge_expired=idempotency.purge_expired
-    )
     store = NotificationStore(pool)
+
+    async def purge_expired() -> None:
+        await idempotency.purge_expired()
+        await store.purge_collapse_windows()
+
+    outbox = Outbox(settings, publisher=publisher, pool=pool, purge_expired=purge_expired)
     send = SendService(
         settings,
         store=store,

@@ -90,9 +90,15 @@ class SendCommand:
     channels: tuple[Channel, ...] = ()
     """Several channels in one send (`notification_type` is then the first): one
     notification each, linked by a group id."""
+    collapse_key: str | None = None
+    collapse_window_seconds: int | None = None
 
 
 MAX_TTL_SECONDS = 366 * 24 * 3600
+MAX_COLLAPSE_WINDOW_SECONDS = 7 * 24 * 3600
+CollapseKey = Annotated[
+    str, StringConstraints(min_length=1, max_length=128), AfterValidator(_storable)
+]
 
 
 class SendRequest(BaseModel):
@@ -125,6 +131,14 @@ class SendRequest(BaseModel):
                     "variables": {"name": "Ada", "link": "https://example.com/start"},
                     "request_id": "welcome-ada-both",
                 },
+                {
+                    "notification_type": "push",
+                    "user_id": "0b0f3c1e-8f7a-4c1e-9a57-3a1f5e2b7c10",
+                    "template_code": "new_message",
+                    "variables": {"name": "Ada", "link": "https://example.com/inbox"},
+                    "collapse_key": "inbox-unread",
+                    "collapse_window_seconds": 300,
+                },
             ]
         },
     )
@@ -136,6 +150,18 @@ class SendRequest(BaseModel):
         min_length=1,
         description="Instead of `notification_type`: one notification per channel (each "
         "channel once), made in one accept and linked by a `group_id`; the 202 lists each.",
+    )
+    collapse_key: CollapseKey | None = Field(
+        default=None,
+        description="With `collapse_window_seconds`: a later send with the same key to the "
+        "same user and channel within the window is accepted as `skipped` (`collapsed`), and "
+        "its answer's `collapsed_into` names the notification that opened the window.",
+    )
+    collapse_window_seconds: int | None = Field(
+        default=None,
+        ge=1,
+        le=MAX_COLLAPSE_WINDOW_SECONDS,
+        description="How long the window of a `collapse_key` stays open after the first send.",
     )
     user_id: uuid.UUID
     template_code: TemplateCode | None = None
@@ -173,6 +199,10 @@ class SendRequest(BaseModel):
                 raise ValueError("give notification_type or channels, not both")
             if len(set(self.channels)) != len(self.channels):
                 raise ValueError("channels must not repeat a channel")
+            if self.collapse_key is not None:
+                raise ValueError("collapse_key is for a single-channel send, not channels")
+        if (self.collapse_key is None) != (self.collapse_window_seconds is None):
+            raise ValueError("give collapse_key and collapse_window_seconds together")
         for name, alias in (("notification_type", "channel"), ("template_code", "template_slug")):
             if name == "notification_type" and self.channels is not None:
                 continue
@@ -206,6 +236,8 @@ class SendRequest(BaseModel):
             ttl_seconds=self.ttl_seconds,
             send_at=self.send_at,
             channels=channels,
+            collapse_key=self.collapse_key,
+            collapse_window_seconds=self.collapse_window_seconds,
         )
 
 
@@ -278,6 +310,11 @@ class Accepted(BaseModel):
     )
     expires_at: datetime | None = Field(
         default=None, description="Not delivered after this instant, if the send set one."
+    )
+    collapsed_into: uuid.UUID | None = Field(
+        default=None,
+        description="Only on a send with a `collapse_key`: when it was collapsed (`skipped`, "
+        "`collapsed`), the notification whose window it fell into; else null.",
     )
 
 

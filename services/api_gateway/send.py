@@ -26,6 +26,8 @@ from services.api_gateway.preferences import Decision, decide
 from services.api_gateway.schemas import SendCommand
 from services.api_gateway.settings import GatewaySettings
 from services.api_gateway.store import (
+    Accepted,
+    CollapseWindow,
     IdempotencyCompletion,
     NewNotification,
     NotificationStore,
@@ -65,6 +67,8 @@ _MESSAGES = {
 SEND_AT = "send_at"
 """The `status_reason` of a notification held for its `send_at`."""
 MAX_SEND_AHEAD = timedelta(days=365)
+COLLAPSED = "collapsed"
+"""The `status_reason` of a send that fell into another's collapse window."""
 
 
 @dataclass(frozen=True)
@@ -146,18 +150,50 @@ class SendService:
             )
             outbox_entry = self._outbox_entry(message, decision)
         body = accepted_body(notification_id, command, decision)
-        accepted = await self.store.accept(
-            new_notification(notification_id, api_key, command, template, decision),
-            outbox_entry,
-            IdempotencyCompletion(claim.key, claim.token, 202, body) if claim else None,
-        )
+        notification = new_notification(notification_id, api_key, command, template, decision)
+        if command.collapse_key is None or decision.status is NotificationStatus.SKIPPED:
+            accepted = await self.store.accept(notification, outbox_entry, _completion(claim, body))
+        else:
+            accepted, body, outbox_entry = await self._accept_collapsing(
+                notification, outbox_entry, claim, body, (api_key, command, template)
+            )
         body["data"]["created_at"] = accepted.created_at
         body["data"]["expires_at"] = accepted.expires_at
-        ACCEPTED.labels(channel.value, decision.status.value).inc()
+        ACCEPTED.labels(channel.value, body["data"]["status"]).inc()
         outbox_id = accepted.outbox_id
         if outbox_id is not None and outbox_entry is not None and outbox_entry.kind == "publish":
             await self._publish(outbox_id, outbox_entry, notification_id, command.priority)
         return SendResult(202, body)
+
+    async def _accept_collapsing(
+        self,
+        notification: NewNotification,
+        entry: OutboxEntry | None,
+        claim: Claim | None,
+        body: dict[str, Any],
+        send: tuple[ApiKey, SendCommand, TemplateVersion],
+    ) -> tuple[Accepted, dict[str, Any], OutboxEntry | None]:
+        """Open the collapse window, or fall into the one open: then this send is written as
+        `skipped` (`collapsed`) with no message, and its answer names the window's notification."""
+        api_key, command, template = send
+        assert command.collapse_key is not None and command.collapse_window_seconds is not None
+
+        def collapsed(head: uuid.UUID) -> tuple[NewNotification, IdempotencyCompletion | None]:
+            return (
+                new_notification(notification.id, api_key, command, template, collapse(head)),
+                _completion(claim, collapsed_body(notification.id, command, head)),
+            )
+
+        accepted, head = await self.store.accept_collapsing(
+            notification,
+            entry,
+            _completion(claim, body),
+            CollapseWindow(command.collapse_key, command.collapse_window_seconds),
+            collapsed,
+        )
+        if head is None:
+            return accepted, body, entry
+        return accepted, collapsed_body(notification.id, command, head), None
 
     async def _accept_group(
         self, api_key: ApiKey, command: SendCommand, claim: Claim | None
@@ -202,9 +238,7 @@ class SendService:
             },
             message=f"{len(items)} notifications accepted",
         )
-        accepted = await self.store.accept_group(
-            rows, IdempotencyCompletion(claim.key, claim.token, 202, body) if claim else None
-        )
+        accepted = await self.store.accept_group(rows, _completion(claim, body))
         for data in (body["data"], *items):
             data["created_at"] = accepted.created_at
             data["expires_at"] = accepted.expires_at
@@ -255,6 +289,22 @@ class SendService:
         )
 
 
+def _completion(claim: Claim | None, body: dict[str, Any]) -> IdempotencyCompletion | None:
+    return IdempotencyCompletion(claim.key, claim.token, 202, body) if claim else None
+
+
+def collapse(head: uuid.UUID) -> Decision:
+    return Decision(NotificationStatus.SKIPPED, COLLAPSED, f"collapsed into {head}")
+
+
+def collapsed_body(
+    notification_id: uuid.UUID, command: SendCommand, head: uuid.UUID
+) -> dict[str, Any]:
+    body = accepted_body(notification_id, command, collapse(head))
+    body["data"]["collapsed_into"] = str(head)
+    return body
+
+
 def new_notification(
     notification_id: uuid.UUID,
     api_key: ApiKey,
@@ -297,6 +347,8 @@ def accepted_body(
         "scheduled_for": decision.release_at.isoformat() if decision.release_at else None,
         "expires_at": None,
     }
+    if command.collapse_key is not None:
+        data["collapsed_into"] = None
     message = _MESSAGES[decision.status]
     if decision.code == SEND_AT:
         message = "notification scheduled for its send_at"

@@ -9,6 +9,7 @@ one round trip; if the claim is no longer ours, nothing else is written.
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -68,6 +69,12 @@ class AcceptedGroup:
     outbox_ids: dict[uuid.UUID, int]
     created_at: str
     expires_at: str | None
+
+
+@dataclass(frozen=True)
+class CollapseWindow:
+    key: str
+    seconds: int
 
 
 @dataclass(frozen=True)
@@ -201,6 +208,26 @@ _ACCEPT_GROUP_CLAIMED = _ACCEPT_GROUP.format(
 )"""
 )
 
+# Open the window, or find the one open: the upsert locks the row, so a concurrent send with
+# the same key waits for this transaction and then sees its notification as the window's.
+_COLLAPSE = """
+INSERT INTO api_gateway.collapse_windows AS c
+       (api_key_id, user_id, channel, collapse_key, notification_id, window_ends_at)
+VALUES ($1, $2, $3, $4, $5, now() + make_interval(secs => $6::float8))
+ON CONFLICT (api_key_id, user_id, channel, collapse_key) DO UPDATE
+   SET notification_id = CASE WHEN c.window_ends_at <= now() THEN EXCLUDED.notification_id
+                              ELSE c.notification_id END,
+       window_ends_at = CASE WHEN c.window_ends_at <= now() THEN EXCLUDED.window_ends_at
+                             ELSE c.window_ends_at END
+RETURNING notification_id
+"""
+
+_PURGE_COLLAPSE_WINDOWS = """
+DELETE FROM api_gateway.collapse_windows
+ WHERE ctid = ANY(ARRAY(SELECT ctid FROM api_gateway.collapse_windows
+                         WHERE window_ends_at < now() LIMIT $1))
+"""
+
 _STATUS_COLUMNS = """
     s.id, s.request_id, s.status, s.status_reason, s.notification_type, s.user_id,
     s.template_code, s.template_version, s.locale, s.priority, s.attempts, s.last_error,
@@ -279,6 +306,44 @@ class NotificationStore:
     ) -> Accepted:
         """Write the notification (and its outbox row); the stored idempotent response gets
         the database's times filled in."""
+        return await self._accept_on(self.pool, n, outbox, completion)
+
+    async def accept_collapsing(
+        self,
+        n: NewNotification,
+        outbox: OutboxEntry | None,
+        completion: IdempotencyCompletion | None,
+        window: CollapseWindow,
+        collapsed: Callable[[uuid.UUID], tuple[NewNotification, IdempotencyCompletion | None]],
+    ) -> tuple[Accepted, uuid.UUID | None]:
+        """Accept a send with a `collapse_key`: open its window, or, within one another send
+        opened, write what `collapsed(that notification)` says instead (a `skipped` row, no
+        outbox row). One transaction; the window's row lock orders concurrent sends."""
+        async with self.pool.acquire() as conn, conn.transaction():
+            head = await conn.fetchval(
+                _COLLAPSE,
+                n.api_key_id,
+                n.user_id,
+                n.notification_type,
+                window.key,
+                n.id,
+                float(window.seconds),
+            )
+            if head == n.id:
+                return await self._accept_on(conn, n, outbox, completion), None
+            n, completion = collapsed(head)
+            return await self._accept_on(conn, n, None, completion), head
+
+    async def purge_collapse_windows(self, limit: int = 1000) -> None:
+        await self.pool.execute(_PURGE_COLLAPSE_WINDOWS, limit)
+
+    async def _accept_on(
+        self,
+        db: asyncpg.Pool | asyncpg.Connection,
+        n: NewNotification,
+        outbox: OutboxEntry | None,
+        completion: IdempotencyCompletion | None,
+    ) -> Accepted:
         args: list[Any] = [
             n.id,
             n.api_key_id,
@@ -304,10 +369,10 @@ class NotificationStore:
             outbox.grace_seconds if outbox else 0.0,
         ]
         if completion is None:
-            row = await self.pool.fetchrow(_ACCEPT_PLAIN, *args)
+            row = await db.fetchrow(_ACCEPT_PLAIN, *args)
         else:
             args += [completion.status_code, completion.response, completion.key, completion.token]
-            row = await self.pool.fetchrow(_ACCEPT_CLAIMED, *args)
+            row = await db.fetchrow(_ACCEPT_CLAIMED, *args)
         assert row is not None
         if not row["inserted"]:
             # Our claim was taken over (we outlived the pending timeout): the other request

@@ -79,3 +79,16 @@ outbox = Table(
     Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
     Index("ix_outbox_available_at", "available_at"),
 )
+
+# A send's `collapse_key`: the notification that opened the window and when it ends.
+collapse_windows = Table(
+    "collapse_windows",
+    metadata,
+    Column("api_key_id", UUID(as_uuid=True), primary_key=True),
+    Column("user_id", UUID(as_uuid=True), primary_key=True),
+    Column("channel", String(16), primary_key=True),
+    Column("collapse_key", String(128), primary_key=True),
+    Column("notification_id", UUID(as_uuid=True), nullable=False),
+    Column("window_ends_at", DateTime(timezone=True), nullable=False),
+    Index("ix_collapse_windows_window_ends_at", "window_ends_at"),
+)

@@ -101,6 +101,8 @@ class Accepted(_Response):
     status_reason: str | None = None
     scheduled_for: datetime | None = None
     expires_at: datetime | None = None
+    collapsed_into: uuid.UUID | None = None
+    """Only with a `collapse_key`: the notification whose window this send fell into."""
 
     _replayed: bool = PrivateAttr(default=False)
 
