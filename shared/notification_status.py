@@ -126,6 +126,10 @@ notification_statuses = Table(
     Column("payload", LargeBinary, nullable=True),
     # The notifications one send made for several channels (`channels`); null otherwise.
     Column("group_id", UUID(as_uuid=True), nullable=True),
+    # A push with a fallback: the push's `fell_back_to` is the other channel's row, whose
+    # `fallback_of` points back; the relay releases that row only if the push was not delivered.
+    Column("fallback_of", UUID(as_uuid=True), nullable=True),
+    Column("fell_back_to", UUID(as_uuid=True), nullable=True),
     Index("ix_notification_statuses_request_id", "api_key_id", "request_id"),
     Index("ix_notification_statuses_user_created", "user_id", "created_at"),
     Index("ix_notification_statuses_created", "created_at"),
@@ -139,6 +143,11 @@ notification_statuses = Table(
         "api_key_id",
         "group_id",
         postgresql_where=text("group_id IS NOT NULL"),
+    ),
+    Index(
+        "ix_notification_statuses_waiting_fallback",
+        "fallback_of",
+        postgresql_where=text("fallback_of IS NOT NULL AND status = 'scheduled'"),
     ),
 )
 

@@ -92,13 +92,29 @@ class SendCommand:
     notification each, linked by a group id."""
     collapse_key: str | None = None
     collapse_window_seconds: int | None = None
+    fallback_channel: Channel | None = None
+    fallback_after_seconds: int | None = None
 
 
 MAX_TTL_SECONDS = 366 * 24 * 3600
 MAX_COLLAPSE_WINDOW_SECONDS = 7 * 24 * 3600
+MAX_FALLBACK_SECONDS = 24 * 3600
 CollapseKey = Annotated[
     str, StringConstraints(min_length=1, max_length=128), AfterValidator(_storable)
 ]
+
+
+class Fallback(BaseModel):
+    """Send on another channel instead if this one cannot be delivered."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    channel: Channel
+    after_seconds: int = Field(
+        ge=1,
+        le=MAX_FALLBACK_SECONDS,
+        description="Not `delivered` by then (from acceptance): the fallback is sent.",
+    )
 
 
 class SendRequest(BaseModel):
@@ -139,6 +155,13 @@ class SendRequest(BaseModel):
                     "collapse_key": "inbox-unread",
                     "collapse_window_seconds": 300,
                 },
+                {
+                    "notification_type": "push",
+                    "user_id": "0b0f3c1e-8f7a-4c1e-9a57-3a1f5e2b7c10",
+                    "template_code": "welcome",
+                    "variables": {"name": "Ada", "link": "https://example.com/start"},
+                    "fallback": {"channel": "email", "after_seconds": 300},
+                },
             ]
         },
     )
@@ -162,6 +185,13 @@ class SendRequest(BaseModel):
         ge=1,
         le=MAX_COLLAPSE_WINDOW_SECONDS,
         description="How long the window of a `collapse_key` stays open after the first send.",
+    )
+    fallback: Fallback | None = Field(
+        default=None,
+        description="On a single-channel send: if it cannot be delivered (no device, every "
+        "token dead, a permanent failure) or is not `delivered` within `after_seconds`, the "
+        "same template is sent once on `channel` instead (unless the user turned that "
+        "channel off). The 202's `fallback` is that notification, `scheduled` until then.",
     )
     user_id: uuid.UUID
     template_code: TemplateCode | None = None
@@ -199,8 +229,8 @@ class SendRequest(BaseModel):
                 raise ValueError("give notification_type or channels, not both")
             if len(set(self.channels)) != len(self.channels):
                 raise ValueError("channels must not repeat a channel")
-            if self.collapse_key is not None:
-                raise ValueError("collapse_key is for a single-channel send, not channels")
+            if self.collapse_key is not None or self.fallback is not None:
+                raise ValueError("collapse_key and fallback are for single-channel sends")
         if (self.collapse_key is None) != (self.collapse_window_seconds is None):
             raise ValueError("give collapse_key and collapse_window_seconds together")
         for name, alias in (("notification_type", "channel"), ("template_code", "template_slug")):
@@ -211,6 +241,11 @@ class SendRequest(BaseModel):
                 raise ValueError(f"one of {name} or {alias} is required")
             if value is not None and other is not None and value != other:
                 raise ValueError(f"{name} and {alias} disagree")
+        channel = self.notification_type or self.channel
+        if self.fallback is not None and self.fallback.channel == channel:
+            raise ValueError("the fallback channel must differ from the send's")
+        if self.fallback is not None and self.collapse_key is not None:
+            raise ValueError("give collapse_key or fallback, not both")
         if self.expires_at is not None and self.ttl_seconds is not None:
             raise ValueError("give expires_at or ttl_seconds, not both")
         return self
@@ -238,6 +273,8 @@ class SendRequest(BaseModel):
             channels=channels,
             collapse_key=self.collapse_key,
             collapse_window_seconds=self.collapse_window_seconds,
+            fallback_channel=self.fallback.channel if self.fallback else None,
+            fallback_after_seconds=self.fallback.after_seconds if self.fallback else None,
         )
 
 
@@ -294,7 +331,9 @@ class LegacySendRequest(BaseModel):
 # --- responses (documentation; the hot path serialises plain dicts) -----------------------
 
 
-class Accepted(BaseModel):
+class AcceptedNotification(BaseModel):
+    """One notification a send made."""
+
     notification_id: uuid.UUID
     status: NotificationStatus
     request_id: str | None
@@ -305,16 +344,26 @@ class Accepted(BaseModel):
     )
     scheduled_for: datetime | None = Field(
         default=None,
-        description="When a `scheduled` notification will be sent: its `send_at`, or the end "
-        "of the user's quiet hours.",
+        description="When a `scheduled` notification will be sent: its `send_at`, the end "
+        "of the user's quiet hours, or (a fallback) its send's deadline.",
     )
     expires_at: datetime | None = Field(
         default=None, description="Not delivered after this instant, if the send set one."
     )
+
+
+class Accepted(AcceptedNotification):
+    """The 202 of a single-channel send."""
+
     collapsed_into: uuid.UUID | None = Field(
         default=None,
         description="Only on a send with a `collapse_key`: when it was collapsed (`skipped`, "
         "`collapsed`), the notification whose window it fell into; else null.",
+    )
+    fallback: AcceptedNotification | None = Field(
+        default=None,
+        description="Only on a send with a `fallback`: the other channel's notification, "
+        "`scheduled` until the deadline (at once if this one was skipped at acceptance).",
     )
 
 
@@ -325,7 +374,7 @@ class AcceptedGroup(BaseModel):
     request_id: str | None
     created_at: datetime
     expires_at: datetime | None = None
-    notifications: list[Accepted]
+    notifications: list[AcceptedNotification]
 
 
 class HistoryEntry(BaseModel):
@@ -358,6 +407,12 @@ class StatusSummary(BaseModel):
     delivered_at: datetime | None
     group_id: uuid.UUID | None = Field(
         default=None, description="Set when one send made it with others (`channels`)."
+    )
+    fell_back_to: uuid.UUID | None = Field(
+        default=None, description="Its `fallback` notification, sent if this one is not."
+    )
+    fallback_of: uuid.UUID | None = Field(
+        default=None, description="The notification this one is the `fallback` of."
     )
 
 

@@ -67,6 +67,8 @@ _MESSAGES = {
 SEND_AT = "send_at"
 """The `status_reason` of a notification held for its `send_at`."""
 MAX_SEND_AHEAD = timedelta(days=365)
+FALLBACK = "fallback"
+"""The `status_reason` of a fallback waiting for its send's deadline."""
 COLLAPSED = "collapsed"
 """The `status_reason` of a send that fell into another's collapse window."""
 
@@ -141,6 +143,10 @@ class SendService:
         check_variables(template, command.variables)
         check_expiry(command, now)
         decision = decide(contact, channel, now) if command.send_at is None else later(command)
+        if command.fallback_channel is not None:
+            return await self._accept_with_fallback(
+                api_key, command, claim, (contact, template, decision), now
+            )
         notification_id = uuid.uuid4()
         correlation_id = get_correlation_id() or new_correlation_id()
         outbox_entry = None
@@ -195,6 +201,84 @@ class SendService:
             return accepted, body, entry
         return accepted, collapsed_body(notification.id, command, head), None
 
+    async def _accept_with_fallback(
+        self,
+        api_key: ApiKey,
+        command: SendCommand,
+        claim: Claim | None,
+        primary: tuple[Contact, TemplateVersion, Decision],
+        now: datetime,
+    ) -> SendResult:
+        """The send and its fallback, two rows of one accept statement. The fallback waits as
+        `scheduled` until the send's deadline and the relay releases it only if the send was
+        not delivered; a send skipped at acceptance (no device, channel off) falls back now."""
+        contact, template, decision = primary
+        assert command.fallback_channel is not None and command.fallback_after_seconds is not None
+        # Without the request id, which names the send itself in status lookups.
+        other = replace(
+            command,
+            notification_type=command.fallback_channel,
+            fallback_channel=None,
+            request_id=None,
+        )
+        other_template = await self.templates.active(
+            command.template_code, other.notification_type.value, command.locale or contact.locale
+        )
+        check_variables(other_template, command.variables)
+        primary_id, fallback_id = uuid.uuid4(), uuid.uuid4()
+        if decision.status is NotificationStatus.SKIPPED:
+            other_decision = decide(contact, other.notification_type, now)
+        else:
+            deadline = (decision.release_at or now) + timedelta(
+                seconds=command.fallback_after_seconds
+            )
+            other_decision = Decision(
+                NotificationStatus.SCHEDULED,
+                FALLBACK,
+                f"sent if {primary_id} is not delivered by {deadline.isoformat()}",
+                deadline,
+            )
+        correlation_id = get_correlation_id() or new_correlation_id()
+        rows: list[tuple[NewNotification, OutboxEntry | None]] = []
+        for nid, cmd, tmpl, dec in (
+            (primary_id, command, template, decision),
+            (fallback_id, other, other_template, other_decision),
+        ):
+            entry = None
+            if dec.status is not NotificationStatus.SKIPPED:
+                message = build_message(nid, cmd, contact, tmpl, correlation_id, now)
+                entry = self._outbox_entry(message, dec)
+            rows.append((new_notification(nid, api_key, cmd, tmpl, dec), entry))
+        rows[0] = (replace(rows[0][0], fell_back_to=fallback_id), rows[0][1])
+        rows[1] = (replace(rows[1][0], fallback_of=primary_id), rows[1][1])
+        body = accepted_body(primary_id, command, decision)
+        body["data"]["fallback"] = accepted_body(fallback_id, other, other_decision)["data"]
+        return await self._write_many(rows, body, claim, (body["data"], body["data"]["fallback"]))
+
+    async def _write_many(
+        self,
+        rows: list[tuple[NewNotification, OutboxEntry | None]],
+        body: dict[str, Any],
+        claim: Claim | None,
+        timed: tuple[dict[str, Any], ...],
+    ) -> SendResult:
+        """Accept several notifications in one statement, fill the database's times into the
+        parts of the answer that show them, then publish what is due now."""
+        accepted = await self.store.accept_group(rows, _completion(claim, body))
+        for data in timed:
+            data["created_at"] = accepted.created_at
+            data["expires_at"] = accepted.expires_at
+        await asyncio.gather(
+            *(
+                self._publish(accepted.outbox_ids[n.id], entry, n.id, n.priority)
+                for n, entry in rows
+                if entry is not None and entry.kind == "publish" and n.id in accepted.outbox_ids
+            )
+        )
+        for n, _ in rows:
+            ACCEPTED.labels(n.notification_type, n.status).inc()
+        return SendResult(202, body)
+
     async def _accept_group(
         self, api_key: ApiKey, command: SendCommand, claim: Claim | None
     ) -> SendResult:
@@ -238,20 +322,7 @@ class SendService:
             },
             message=f"{len(items)} notifications accepted",
         )
-        accepted = await self.store.accept_group(rows, _completion(claim, body))
-        for data in (body["data"], *items):
-            data["created_at"] = accepted.created_at
-            data["expires_at"] = accepted.expires_at
-        await asyncio.gather(
-            *(
-                self._publish(accepted.outbox_ids[n.id], entry, n.id, command.priority)
-                for n, entry in rows
-                if entry is not None and entry.kind == "publish" and n.id in accepted.outbox_ids
-            )
-        )
-        for n, _ in rows:
-            ACCEPTED.labels(n.notification_type, n.status).inc()
-        return SendResult(202, body)
+        return await self._write_many(rows, body, claim, (body["data"], *items))
 
     async def _publish(
         self, outbox_id: int, entry: OutboxEntry, notification_id: uuid.UUID, priority: int

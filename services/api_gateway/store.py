@@ -40,6 +40,8 @@ class NewNotification:
     ttl_seconds: int | None = None
     """Instead of `expires_at`: counted from acceptance, on the database's clock."""
     group_id: uuid.UUID | None = None
+    fallback_of: uuid.UUID | None = None
+    fell_back_to: uuid.UUID | None = None
 
 
 @dataclass(frozen=True)
@@ -141,14 +143,15 @@ _ACCEPT_CLAIMED = _ACCEPT.format(
 )"""
 )
 
-# Several channels in one send: the same statement for N rows (arrays unnested), one static
-# text whatever N is. The stored idempotent response gets the database's times at the group's
-# level and in each of its notifications.
+# Several notifications from one send (one per channel, or a push and its fallback): the same
+# statement for N rows (arrays unnested), one static text whatever N is. The stored idempotent
+# response gets the database's times at its top level, in each of its `notifications` and in
+# its `fallback`.
 _ACCEPT_GROUP = """
 WITH clock AS (
     SELECT now() AS at,
            to_char(now() AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"+00:00"') AS at_text,
-           COALESCE($20::timestamptz, now() + make_interval(secs => $21::int)) AS expires_at
+           COALESCE($22::timestamptz, now() + make_interval(secs => $23::int)) AS expires_at
 ), times AS (
     SELECT at, at_text, expires_at,
            to_char(expires_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"+00:00"')
@@ -157,17 +160,18 @@ WITH clock AS (
 ), {claim_cte}, input AS (
     SELECT * FROM unnest($1::uuid[], $2::text[], $3::int[], $4::text[], $5::text[], $6::text[],
                          $7::timestamptz[], $8::text[], $9::bytea[], $10::text[],
-                         $11::timestamptz[])
+                         $11::timestamptz[], $12::uuid[], $13::uuid[])
            AS t(id, notification_type, template_version, locale, status, status_reason,
-                scheduled_for, detail, payload, kind, available_at)
+                scheduled_for, detail, payload, kind, available_at, fallback_of, fell_back_to)
 ), ins AS (
     INSERT INTO api_gateway.notification_statuses
            (id, api_key_id, request_id, notification_type, user_id, template_code,
             template_version, locale, priority, status, status_reason, metadata, scheduled_for,
-            created_at, updated_at, expires_at, payload, group_id)
-    SELECT i.id, $12::uuid, $13::text, i.notification_type, $14::uuid, $15::text,
-           i.template_version, i.locale, $16::int, i.status, i.status_reason, $17::jsonb,
-           i.scheduled_for, t.at, t.at, t.expires_at, i.payload, $18::uuid
+            created_at, updated_at, expires_at, payload, group_id, fallback_of, fell_back_to)
+    SELECT i.id, $14::uuid, $15::text, i.notification_type, $16::uuid, $17::text,
+           i.template_version, i.locale, $18::int, i.status, i.status_reason, $19::jsonb,
+           i.scheduled_for, t.at, t.at, t.expires_at, i.payload, $20::uuid, i.fallback_of,
+           i.fell_back_to
       FROM input i, claim, times t
     RETURNING id, status, created_at
 ), hist AS (
@@ -176,8 +180,8 @@ WITH clock AS (
 ), ob AS (
     INSERT INTO api_gateway.outbox
            (notification_id, routing_key, payload, priority, correlation_id, kind, available_at)
-    SELECT i.id, i.notification_type, i.payload, $16::int, $19::text, i.kind,
-           COALESCE(i.available_at, now() + make_interval(secs => $22::float8))
+    SELECT i.id, i.notification_type, i.payload, $18::int, $21::text, i.kind,
+           COALESCE(i.available_at, now() + make_interval(secs => $24::float8))
       FROM ins JOIN input i ON i.id = ins.id
      WHERE i.payload IS NOT NULL
     RETURNING id, notification_id
@@ -194,15 +198,22 @@ _ACCEPT_GROUP_PLAIN = _ACCEPT_GROUP.format(claim_cte="claim AS (SELECT 1)")
 _ACCEPT_GROUP_CLAIMED = _ACCEPT_GROUP.format(
     claim_cte=f"""claim AS (
     UPDATE api_gateway.idempotency_records
-       SET state = 'completed', status_code = $23::int,
-           response = jsonb_set($24::jsonb, '{{data}}',
-               ($24::jsonb -> 'data') || {_TIMES_OF} || jsonb_build_object('notifications',
-                   (SELECT jsonb_agg(e.item || {_TIMES_OF} ORDER BY e.n)
-                      FROM jsonb_array_elements($24::jsonb -> 'data' -> 'notifications')
-                           WITH ORDINALITY AS e(item, n)))),
+       SET state = 'completed', status_code = $25::int,
+           response = jsonb_set($26::jsonb, '{{data}}',
+               ($26::jsonb -> 'data') || {_TIMES_OF}
+               || CASE WHEN $26::jsonb -> 'data' ? 'notifications' THEN jsonb_build_object(
+                      'notifications',
+                      (SELECT jsonb_agg(e.item || {_TIMES_OF} ORDER BY e.n)
+                         FROM jsonb_array_elements($26::jsonb -> 'data' -> 'notifications')
+                              WITH ORDINALITY AS e(item, n)))
+                  ELSE '{{}}'::jsonb END
+               || CASE WHEN jsonb_typeof($26::jsonb -> 'data' -> 'fallback') = 'object'
+                  THEN jsonb_build_object(
+                      'fallback', ($26::jsonb -> 'data' -> 'fallback') || {_TIMES_OF})
+                  ELSE '{{}}'::jsonb END),
            notification_id = ($1::uuid[])[1]
       FROM times t
-     WHERE api_key_id = $12::uuid AND key = $25::text AND claim_token = $26::uuid
+     WHERE api_key_id = $14::uuid AND key = $27::text AND claim_token = $28::uuid
        AND state = 'pending'
     RETURNING 1
 )"""
@@ -232,7 +243,7 @@ _STATUS_COLUMNS = """
     s.id, s.request_id, s.status, s.status_reason, s.notification_type, s.user_id,
     s.template_code, s.template_version, s.locale, s.priority, s.attempts, s.last_error,
     s.scheduled_for, s.next_attempt_at, s.expires_at, s.created_at, s.updated_at, s.delivered_at,
-    s.group_id
+    s.group_id, s.fallback_of, s.fell_back_to
 """
 _HISTORY = """
        COALESCE((SELECT jsonb_agg(jsonb_build_object('status', h.status, 'at', h.at,
@@ -389,8 +400,9 @@ class NotificationStore:
         rows: list[tuple[NewNotification, OutboxEntry | None]],
         completion: IdempotencyCompletion | None,
     ) -> AcceptedGroup:
-        """Write a group's notifications (one per channel) and their outbox rows in one
-        statement; the rows share everything but the channel's own columns."""
+        """Write the notifications of one send (a group's, or a push and its fallback) and
+        their outbox rows in one statement; the rows share everything but the channel's own
+        columns and their links."""
         first, entry = rows[0][0], next((e for _, e in rows if e is not None), None)
         args: list[Any] = [
             [n.id for n, _ in rows],
@@ -404,6 +416,8 @@ class NotificationStore:
             [e.payload if e else None for _, e in rows],
             [e.kind if e else None for _, e in rows],
             [e.available_at if e else None for _, e in rows],
+            [n.fallback_of for n, _ in rows],
+            [n.fell_back_to for n, _ in rows],
             first.api_key_id,
             first.request_id,
             first.user_id,

@@ -88,3 +88,42 @@ async def test_cancel_racing_the_release_is_cancelled_or_delivered_never_both(
     for end, marker in zip(ends, markers, strict=True):
         expected = 1 if end["status"] == "delivered" else 0
         assert await _mails_with(settings, marker) == expected, end
+
+
+@pytest.mark.usefixtures("stack")
+async def test_a_push_delivered_before_its_deadline_sends_no_fallback_email(
+    stack_settings_fixture: Settings, seeded: dict[str, Any]
+) -> None:
+    settings = stack_settings_fixture
+    marker = uuid.uuid4().hex[:12]
+    async with _client(settings) as client:
+        response = await client.post(
+            "/v1/notifications/send",
+            json={
+                "notification_type": "push",
+                "user_id": seeded["user_service"]["demo_user_id"],
+                "template_code": "welcome",
+                "variables": {"name": f"Ada {marker}", "link": "https://example.com/start"},
+                "fallback": {"channel": "email", "after_seconds": 3},
+            },
+        )
+        assert response.status_code == 202, response.text
+        accepted = response.json()["data"]
+
+        async def final(nid: str) -> dict[str, Any] | None:
+            data: dict[str, Any] = (await client.get(f"/v1/notifications/{nid}/status")).json()[
+                "data"
+            ]
+            return data if data["status"] in TERMINAL else None
+
+        push = await wait_for(lambda: final(accepted["notification_id"]), timeout=30)
+        email = await wait_for(lambda: final(accepted["fallback"]["notification_id"]), timeout=30)
+
+    assert push["status"] == "delivered" and push["fell_back_to"] == email["notification_id"]
+    assert email["fallback_of"] == push["notification_id"]
+    deadline = datetime.fromisoformat(accepted["fallback"]["scheduled_for"])
+    if datetime.fromisoformat(push["delivered_at"]) < deadline:
+        assert (email["status"], email["status_reason"]) == ("skipped", "primary_delivered")
+        assert await _mails_with(settings, marker) == 0
+    else:  # the push was late: the email went instead (this machine was slow)
+        assert email["status"] == "delivered"
