@@ -130,6 +130,8 @@ notification_statuses = Table(
     # `fallback_of` points back; the relay releases that row only if the push was not delivered.
     Column("fallback_of", UUID(as_uuid=True), nullable=True),
     Column("fell_back_to", UUID(as_uuid=True), nullable=True),
+    # The topic send (`api_gateway.broadcasts`) that made it.
+    Column("broadcast_id", UUID(as_uuid=True), nullable=True),
     Index("ix_notification_statuses_request_id", "api_key_id", "request_id"),
     Index("ix_notification_statuses_user_created", "user_id", "created_at"),
     Index("ix_notification_statuses_created", "created_at"),
@@ -148,6 +150,11 @@ notification_statuses = Table(
         "ix_notification_statuses_waiting_fallback",
         "fallback_of",
         postgresql_where=text("fallback_of IS NOT NULL AND status = 'scheduled'"),
+    ),
+    Index(
+        "ix_notification_statuses_broadcast",
+        "broadcast_id",
+        postgresql_where=text("broadcast_id IS NOT NULL"),
     ),
 )
 

@@ -63,7 +63,8 @@ _WHY = {
     404: "`user_not_found` or `template_not_found`",
     409: "`request_in_progress` (retry after `Retry-After`)",
     413: "body over 64 KiB",
-    422: "`validation_error`, `missing_variables`, `unsafe_link` or `idempotency_key_reused`",
+    422: "`validation_error`, `missing_variables`, `unsafe_link`, `idempotency_key_reused`, "
+    "`send_at_in_past`, `send_at_too_far` or `send_at_after_expiry`",
     429: "`rate_limited` (see `Retry-After`)",
     503: "`dependency_unavailable` (see `Retry-After`)",
 }

@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 import re
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
@@ -94,6 +94,8 @@ class SendCommand:
     collapse_window_seconds: int | None = None
     fallback_channel: Channel | None = None
     fallback_after_seconds: int | None = None
+    broadcast_id: uuid.UUID | None = None
+    """Set by a topic's fan-out: the broadcast this send is part of."""
 
 
 MAX_TTL_SECONDS = 366 * 24 * 3600
@@ -442,3 +444,105 @@ class CallbackResult(BaseModel):
     notification_id: uuid.UUID
     status: NotificationStatus
     applied: bool
+
+
+# --- topics and broadcasts ---------------------------------------------------------------
+
+TopicKey = Annotated[
+    str, StringConstraints(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:\-]*$")
+]
+MAX_SUBSCRIBERS_PER_CALL = 10_000
+
+
+class TopicPut(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid", json_schema_extra={"examples": [{"description": "Release notes"}]}
+    )
+
+    description: (
+        Annotated[str, StringConstraints(max_length=1000), AfterValidator(_storable)] | None
+    ) = None
+
+
+class TopicView(BaseModel):
+    key: str
+    description: str | None
+    subscribers: int
+    created_at: datetime
+    updated_at: datetime
+
+
+class SubscriberList(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={"examples": [{"user_ids": ["0b0f3c1e-8f7a-4c1e-9a57-3a1f5e2b7c10"]}]},
+    )
+
+    user_ids: list[uuid.UUID] = Field(min_length=1, max_length=MAX_SUBSCRIBERS_PER_CALL)
+
+
+class SubscribersChanged(BaseModel):
+    topic: str
+    changed: int = Field(description="Subscribers added (or removed) by this call.")
+    subscribers: int = Field(description="Subscribers of the topic after this call.")
+
+
+class TopicSendRequest(BaseModel):
+    """`POST /v1/topics/{key}/send`: a send without `user_id`, made for every subscriber."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {
+                    "notification_type": "email",
+                    "template_code": "welcome",
+                    "variables": {"name": "there", "link": "https://example.com/news"},
+                    "request_id": "release-notes-2026-12",
+                }
+            ]
+        },
+    )
+
+    notification_type: Channel
+    template_code: TemplateCode
+    variables: JsonObject = Field(default_factory=dict)
+    request_id: RequestId | None = Field(
+        default=None, description="Makes the topic send safe to retry (one broadcast)."
+    )
+    priority: Literal["low", "normal", "high"] | PriorityNumber = "normal"
+    locale: Locale | None = None
+    metadata: JsonObject = Field(default_factory=dict)
+    send_at: AwareDatetime | None = Field(
+        default=None,
+        description="As on a send; a subscriber the fan-out reaches after it is sent at once.",
+    )
+
+    def for_user(self, user_id: uuid.UUID, broadcast_id: uuid.UUID, now: datetime) -> SendCommand:
+        send_at = self.send_at if self.send_at is not None and self.send_at > now else None
+        body = self.model_dump(mode="json", exclude={"request_id", "send_at"})
+        command = SendRequest.model_validate(
+            {**body, "user_id": str(user_id), "send_at": send_at}
+        ).to_command()
+        return replace(command, broadcast_id=broadcast_id)
+
+
+class BroadcastAccepted(BaseModel):
+    broadcast_id: uuid.UUID
+    topic: str
+    total: int = Field(description="Subscribers when it was sent: the notifications to make.")
+    created_at: datetime
+
+
+class BroadcastView(BaseModel):
+    broadcast_id: uuid.UUID
+    topic: str
+    state: Literal["fanning_out", "done"]
+    total: int
+    fanned_out: int = Field(description="Subscribers the fan-out has reached so far.")
+    queued: int = Field(description="On their way: not ended yet, or not reached yet.")
+    delivered: int
+    failed: int = Field(description="`failed` or `expired`.")
+    skipped: int = Field(description="`skipped`, `cancelled`, or not sendable (user deleted).")
+    created_at: datetime
+    updated_at: datetime

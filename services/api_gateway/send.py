@@ -157,6 +157,11 @@ class SendService:
             outbox_entry = self._outbox_entry(message, decision)
         body = accepted_body(notification_id, command, decision)
         notification = new_notification(notification_id, api_key, command, template, decision)
+        if command.broadcast_id is not None:  # a topic's fan-out: the row names its broadcast
+            notification = replace(notification, broadcast_id=command.broadcast_id)
+            return await self._write_many(
+                [(notification, outbox_entry)], body, claim, (body["data"],)
+            )
         if command.collapse_key is None or decision.status is NotificationStatus.SKIPPED:
             accepted = await self.store.accept(notification, outbox_entry, _completion(claim, body))
         else:

@@ -42,6 +42,7 @@ class NewNotification:
     group_id: uuid.UUID | None = None
     fallback_of: uuid.UUID | None = None
     fell_back_to: uuid.UUID | None = None
+    broadcast_id: uuid.UUID | None = None
 
 
 @dataclass(frozen=True)
@@ -167,11 +168,12 @@ WITH clock AS (
     INSERT INTO api_gateway.notification_statuses
            (id, api_key_id, request_id, notification_type, user_id, template_code,
             template_version, locale, priority, status, status_reason, metadata, scheduled_for,
-            created_at, updated_at, expires_at, payload, group_id, fallback_of, fell_back_to)
+            created_at, updated_at, expires_at, payload, group_id, fallback_of, fell_back_to,
+            broadcast_id)
     SELECT i.id, $14::uuid, $15::text, i.notification_type, $16::uuid, $17::text,
            i.template_version, i.locale, $18::int, i.status, i.status_reason, $19::jsonb,
            i.scheduled_for, t.at, t.at, t.expires_at, i.payload, $20::uuid, i.fallback_of,
-           i.fell_back_to
+           i.fell_back_to, $25::uuid
       FROM input i, claim, times t
     RETURNING id, status, created_at
 ), hist AS (
@@ -198,22 +200,22 @@ _ACCEPT_GROUP_PLAIN = _ACCEPT_GROUP.format(claim_cte="claim AS (SELECT 1)")
 _ACCEPT_GROUP_CLAIMED = _ACCEPT_GROUP.format(
     claim_cte=f"""claim AS (
     UPDATE api_gateway.idempotency_records
-       SET state = 'completed', status_code = $25::int,
-           response = jsonb_set($26::jsonb, '{{data}}',
-               ($26::jsonb -> 'data') || {_TIMES_OF}
-               || CASE WHEN $26::jsonb -> 'data' ? 'notifications' THEN jsonb_build_object(
+       SET state = 'completed', status_code = $26::int,
+           response = jsonb_set($27::jsonb, '{{data}}',
+               ($27::jsonb -> 'data') || {_TIMES_OF}
+               || CASE WHEN $27::jsonb -> 'data' ? 'notifications' THEN jsonb_build_object(
                       'notifications',
                       (SELECT jsonb_agg(e.item || {_TIMES_OF} ORDER BY e.n)
-                         FROM jsonb_array_elements($26::jsonb -> 'data' -> 'notifications')
+                         FROM jsonb_array_elements($27::jsonb -> 'data' -> 'notifications')
                               WITH ORDINALITY AS e(item, n)))
                   ELSE '{{}}'::jsonb END
-               || CASE WHEN jsonb_typeof($26::jsonb -> 'data' -> 'fallback') = 'object'
+               || CASE WHEN jsonb_typeof($27::jsonb -> 'data' -> 'fallback') = 'object'
                   THEN jsonb_build_object(
-                      'fallback', ($26::jsonb -> 'data' -> 'fallback') || {_TIMES_OF})
+                      'fallback', ($27::jsonb -> 'data' -> 'fallback') || {_TIMES_OF})
                   ELSE '{{}}'::jsonb END),
            notification_id = ($1::uuid[])[1]
       FROM times t
-     WHERE api_key_id = $14::uuid AND key = $27::text AND claim_token = $28::uuid
+     WHERE api_key_id = $14::uuid AND key = $28::text AND claim_token = $29::uuid
        AND state = 'pending'
     RETURNING 1
 )"""
@@ -429,6 +431,7 @@ class NotificationStore:
             first.expires_at,
             first.ttl_seconds,
             entry.grace_seconds if entry else 0.0,
+            first.broadcast_id,
         ]
         if completion is None:
             row = await self.pool.fetchrow(_ACCEPT_GROUP_PLAIN, *args)
