@@ -189,4 +189,10 @@ class Broadcasts:
                     return False
             return True
 
-        return list(await asyncio.gather(*(one(u) for u in users)))
+        # Every send of the chunk finishes (none is cut off mid-accept) before one that could
+        # not go stops the chunk; the chunk is then redone, and the finished ones replay.
+        results = await asyncio.gather(*(one(u) for u in users), return_exceptions=True)
+        for result in results:
+            if isinstance(result, BaseException):
+                raise result
+        return [bool(r) for r in results]

@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 
+from services.api_gateway.broadcasts import StopChunk
 from services.api_gateway.settings import GatewaySettings
 from shared.notification_status import ClaimOutcome, Finish, NotificationStatus, StatusStore
 from tests.conftest import wait_for
@@ -213,3 +214,39 @@ async def test_a_topic_send_is_idempotent_and_checks_before_answering(
         assert response.json()["error"] == code, response.text
     missing = await gw.client.get(f"/v1/broadcasts/{uuid.uuid4()}", headers=gw.headers)
     assert missing.status_code == 404 and missing.json()["error"] == "broadcast_not_found"
+
+
+async def test_a_chunk_the_user_service_cannot_serve_is_redone_later(
+    small_chunks: Running, upstream: Upstream
+) -> None:
+    gw = small_chunks
+    key = _topic()
+    await _put(gw, key)
+    users = [upstream.add_user() for _ in range(2)]
+    await _subscribers(gw, "POST", key, users)
+    response = await gw.client.post(
+        f"/v1/topics/{key}/send",
+        json={"notification_type": "email", "template_code": "welcome", "variables": WELCOME},
+        headers=gw.headers,
+    )
+    broadcast_id = response.json()["data"]["broadcast_id"]
+
+    await upstream.stop()
+    with pytest.raises(StopChunk):
+        await gw.gateway.broadcasts.run_once()
+    row = await gw.gateway.pool.fetchrow(
+        "SELECT fanned_out, lease_until FROM api_gateway.broadcasts WHERE id = $1",
+        uuid.UUID(broadcast_id),
+    )
+    assert row is not None and (row["fanned_out"], row["lease_until"]) == (0, None)
+
+    await upstream.start()
+
+    async def fanned_out() -> bool:
+        try:
+            await gw.gateway.broadcasts.run_once()
+        except StopChunk:  # the breaker is still open for a moment
+            return False
+        return bool((await _broadcast(gw, broadcast_id))["fanned_out"] == 2)
+
+    await wait_for(fanned_out, timeout=15)
