@@ -37,7 +37,7 @@ from scripts.seed import seed_all
 from shared.settings import Settings
 from tests.e2e.conftest import stack_env, stack_settings
 
-TERMINAL = {"delivered", "failed", "skipped", "expired"}
+TERMINAL = {"delivered", "failed", "skipped", "expired", "cancelled"}
 INBOX_CAPACITY = 50_000
 
 # Drills send far more to one user than the production limits allow one user a minute.
