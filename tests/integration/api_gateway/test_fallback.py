@@ -7,7 +7,7 @@ import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from services.api_gateway.reconciler import Reconciler
+from services.api_gateway.reconciler import Reconciler, queue_depth_of
 from shared.notification_status import ClaimOutcome, Finish, NotificationStatus, StatusStore
 from tests.conftest import wait_for
 from tests.integration.api_gateway.conftest import Running, Tap, send_body
@@ -139,7 +139,9 @@ async def test_a_push_that_fails_permanently_releases_the_email_early(
     fallback_id = data["fallback"]["notification_id"]
 
     await _finish(gw, data["notification_id"], NotificationStatus.FAILED)
-    counts = await Reconciler(gw.gateway.settings, gw.gateway.pool).run_once()
+    counts = await Reconciler(
+        gw.gateway.settings, gw.gateway.pool, queue_depth_of(gw.gateway.publisher)
+    ).run_once()
     gw.gateway.outbox.wake()
 
     assert counts.get("fallback_early") == 1
