@@ -246,8 +246,10 @@ class Claim:
     """The row's status after the claim (`processing` when claimed)."""
     token: uuid.UUID | None = None
     attempt: int = 0
-    created_at: datetime | None = None
-    """When the notification was accepted (the database's clock): the retry budget's start."""
+    due_since: datetime | None = None
+    """When the notification became due (the database's clock): its acceptance, or the end of
+    its hold (`send_at`, quiet hours) if later. The retry budget and the accept-to-delivered
+    latency count from here, so a notification held for days still gets its whole budget."""
     expires_at: datetime | None = None
     db_now: datetime | None = None
     """The database's clock at the claim, so workers never compare against their own."""
@@ -344,7 +346,9 @@ _CLAIM_SQL = f"""
            AND ((n.status IN ('queued', 'scheduled', 'retrying') AND i.attempt > n.attempts)
              OR (n.status = 'processing' AND n.lease_until < now()
                  AND i.attempt >= n.attempts))
-     RETURNING n.id, n.status, n.attempts, n.generation, n.created_at, n.expires_at,
+     RETURNING n.id, n.status, n.attempts, n.generation,
+               GREATEST(n.created_at, COALESCE(n.scheduled_for, n.created_at)) AS due_since,
+               n.expires_at,
                n.status_reason
     ), hist AS (
         INSERT INTO {SCHEMA}.notification_status_history
@@ -355,7 +359,7 @@ _CLAIM_SQL = f"""
           FROM upd
         ON CONFLICT ON CONSTRAINT uq_history_once DO NOTHING
     )
-    SELECT id, status, attempts, created_at, expires_at, now() AS db_now FROM upd
+    SELECT id, status, attempts, due_since, expires_at, now() AS db_now FROM upd
 """
 """$1 ids, $2 attempts, $3 the fencing token, $4 lease seconds, $5 the claim limit per attempt.
 The WHERE is re-checked on the newest row version when two claims race, so exactly one wins."""
@@ -585,7 +589,7 @@ class StatusStore:
                 status,
                 token=token if outcome is ClaimOutcome.CLAIMED else None,
                 attempt=row["attempts"],
-                created_at=row["created_at"],
+                due_since=row["due_since"],
                 expires_at=row["expires_at"],
                 db_now=row["db_now"],
             )

@@ -42,8 +42,8 @@ class GatewaySettings(Settings):
     # A lapsed claim, an overdue retry or a lost schedule is enqueued again this long after
     # it should have moved (and again only after the same time once more).
     reconcile_margin_seconds: float = 30.0
-    # A `queued` notification with no outbox row is enqueued again after this long: longer
-    # than any backlog should take to drain, since a copy of a message still queued is wasted
-    # work (the claim acks it as a duplicate).
-    reconcile_queued_after_seconds: float = 900.0
+    # A `queued` notification with no outbox row is enqueued again once idle this long, and
+    # only while its channel's queue holds fewer ready messages than there are such rows (so
+    # a long backlog never earns copies): short enough that a purged queue recovers quickly.
+    reconcile_queued_after_seconds: float = 120.0
     reconcile_batch_size: int = 500

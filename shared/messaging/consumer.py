@@ -575,8 +575,8 @@ class ConsumerRuntime:
             self._provider_failed(exc)
             return await self._retry_later(message, claim, token, exc)
         self._provider_answered()
-        if claim.db_now is not None and claim.created_at is not None:
-            waited = (claim.db_now - claim.created_at).total_seconds()
+        if claim.db_now is not None and claim.due_since is not None:
+            waited = (claim.db_now - claim.due_since).total_seconds()
             DELIVERY_LATENCY.labels(self.channel_kind.value).observe(
                 waited + time.monotonic() - claimed_at
             )
@@ -617,8 +617,8 @@ class ConsumerRuntime:
         )
         level = delay_level(wait, self.settings.retry_delay_levels_ms)
         spent = (
-            (claim.db_now - claim.created_at).total_seconds()
-            if claim.db_now is not None and claim.created_at is not None
+            (claim.db_now - claim.due_since).total_seconds()
+            if claim.db_now is not None and claim.due_since is not None
             else 0.0
         )
         if spent + level / 1000 > self.settings.retry_budget_seconds:

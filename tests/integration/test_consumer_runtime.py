@@ -123,8 +123,13 @@ async def running_worker(
 
 
 async def new_notification(
-    engine: AsyncEngine, *, expires_in_seconds: float | None = None
+    engine: AsyncEngine,
+    *,
+    expires_in_seconds: float | None = None,
+    held_for: timedelta | None = None,
 ) -> NotificationMessage:
+    """A `queued` row and its message; `held_for`: accepted that long ago and released from a
+    hold (`send_at`, quiet hours) just now."""
     message = NotificationMessage(
         notification_id=uuid.uuid4(),
         notification_type=Channel.EMAIL,
@@ -149,6 +154,11 @@ async def new_notification(
                     func.now() + timedelta(seconds=expires_in_seconds)
                     if expires_in_seconds is not None
                     else None
+                ),
+                **(
+                    {"created_at": func.now() - held_for, "scheduled_for": func.now()}
+                    if held_for is not None
+                    else {}
                 ),
             )
         )
@@ -276,6 +286,19 @@ async def test_a_spent_retry_budget_ends_failed_in_the_dlq(
     dead = await wait_for(dead_letter_of(base_settings, str(message.notification_id)))
     assert dead.headers["x-failure-reason"] == "retry_budget_exhausted"
     assert sender.sent == []
+
+
+async def test_a_notification_held_for_days_gets_its_whole_budget_from_its_release(
+    base_settings: Settings, engine: AsyncEngine, publisher: Publisher, clean_queues: None
+) -> None:
+    settings = base_settings.model_copy(update={"retry_budget_seconds": 3600.0})
+    sender = ScriptedSender()
+    async with running_worker(settings, sender):
+        message = await new_notification(engine, held_for=timedelta(days=2))
+        sender.plan[message.notification_id] = [TransientFailure("timeout")]
+        await publisher.publish_notification(message)
+        row = await wait_for(status_is(engine, message.notification_id, "delivered"))
+    assert row.attempts == 2  # retried, not failed for a budget spent while it was held
 
 
 async def test_a_budget_spent_with_a_partial_delivery_counts_as_delivered(
