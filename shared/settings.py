@@ -21,6 +21,7 @@ from pydantic import Field, SecretStr, ValidationError, field_validator, model_v
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from shared.database_url import parse_database_url
+from shared.redis_url import SENTINEL_SCHEME, parse_sentinel_url
 
 # What `make run` and the test suites use for the demo seed; never present in production.
 DEMO_DEFAULTS: dict[str, str] = {
@@ -199,6 +200,13 @@ class Settings(BaseSettings):
     @classmethod
     def _database_url_is_libpq(cls, value: str) -> str:
         parse_database_url(value)  # a ValueError names the problem, never the URL
+        return value
+
+    @field_validator("redis_url")
+    @classmethod
+    def _sentinel_url_is_complete(cls, value: str) -> str:
+        if urlsplit(value).scheme == SENTINEL_SCHEME:
+            parse_sentinel_url(value)  # a ValueError names the problem, never the URL
         return value
 
     @model_validator(mode="before")

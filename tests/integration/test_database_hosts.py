@@ -20,6 +20,7 @@ from devtools.fault_proxy import FaultProxy
 from devtools.stack import free_port
 from shared.database_url import parse_database_url
 from shared.db import DB_UNAVAILABLE, create_asyncpg_pool, create_engine
+from shared.migrate import migrate_all
 from shared.settings import Settings
 from tests.conftest import wait_for
 
@@ -159,3 +160,11 @@ def _no_connections(proxy: FaultProxy):  # type: ignore[no-untyped-def]
         return proxy.open_connections == 0
 
     return condition
+
+
+def test_migrations_run_through_a_url_with_several_hosts(
+    base_settings: Settings, real_host: str
+) -> None:
+    # The database check (asyncpg) and every owner's Alembic run (SQLAlchemy) read the same URL.
+    settings = _with_hosts(base_settings, f"127.0.0.1:{free_port()},{real_host}", READ_WRITE)
+    migrate_all(settings)  # already at head: connects, finds the database, upgrades nothing

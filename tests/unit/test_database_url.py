@@ -7,7 +7,7 @@ import pytest
 from pydantic import ValidationError
 
 from shared.database_url import asyncpg_dsn, parse_database_url, sqlalchemy_url
-from shared.redis import parse_sentinel_url
+from shared.redis_url import parse_sentinel_url
 from shared.settings import Settings
 
 SEVERAL = (
@@ -79,3 +79,7 @@ def test_sentinel_urls() -> None:
     for bad in ("redis+sentinel://s1/", "redis+sentinel://s1/m/x", "redis+sentinel://s1:x/m"):
         with pytest.raises(ValueError):
             parse_sentinel_url(bad)
+        with pytest.raises(ValidationError) as refused:
+            Settings(_env_file=None, redis_url=bad.replace("://", "://:secret-pw@"))
+        assert "redis_url" in str(refused.value)
+        assert "secret-pw" not in str(refused.value.errors(include_input=False))
