@@ -46,6 +46,11 @@ class FaultProxy:
         if drop_existing and mode is not Mode.PASS and mode is not Mode.DELAY:
             self.drop_connections()
 
+    @property
+    def open_connections(self) -> int:
+        """Sockets the proxy holds (two per proxied connection: client side and upstream)."""
+        return len(self._writers)
+
     def drop_connections(self) -> None:
         """Reset every open connection (both directions)."""
 

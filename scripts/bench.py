@@ -26,9 +26,9 @@ from typing import Any
 import aio_pika
 import aiohttp
 import asyncpg
-from sqlalchemy.engine import make_url
 
 from devtools.stack import free_port
+from shared.db import asyncpg_dsn
 from shared.notification_status import TERMINAL
 from shared.settings import Settings, get_settings
 
@@ -199,16 +199,8 @@ async def open_loop(
 # --- end to end -----------------------------------------------------------------------------
 
 
-def _asyncpg_dsn(settings: Settings) -> str:
-    return (
-        make_url(settings.database_url)
-        .set(drivername="postgresql")
-        .render_as_string(hide_password=False)
-    )
-
-
 async def end_to_end(settings: Settings, ids: list[str], timeout: float) -> dict[str, Any]:
-    conn = await asyncpg.connect(_asyncpg_dsn(settings))
+    conn = await asyncpg.connect(asyncpg_dsn(settings.database_url))
     try:
         uuids = [uuid.UUID(i) for i in ids]
         deadline = time.monotonic() + timeout

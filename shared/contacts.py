@@ -20,13 +20,12 @@ from collections.abc import Awaitable, Callable
 import aiohttp
 import orjson
 from pydantic import ValidationError
-from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from shared.cache import TTLCache
 from shared.contracts import Contact
 from shared.errors import DependencyUnavailable, NotFound, TransientError
-from shared.redis import RedisKeys
+from shared.redis import RedisKeys, redis_from_url
 from shared.tracing import aiohttp_trace_configs
 
 logger = logging.getLogger("shared.contacts")
@@ -110,7 +109,7 @@ async def listen_for_changes(
     """Run until cancelled: forget each announced user; forget everyone after a reconnect."""
     channel = keys(CHANGES_CHANNEL)
     while True:
-        client = Redis.from_url(redis_url, socket_connect_timeout=1.0)
+        client = redis_from_url(redis_url, socket_connect_timeout=1.0)
         try:
             async with client.pubsub(ignore_subscribe_messages=True) as pubsub:
                 await pubsub.subscribe(channel)

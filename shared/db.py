@@ -1,5 +1,7 @@
 """Database engine and session helpers (SQLAlchemy 2 async over asyncpg).
 
+`DATABASE_URL` may list several hosts (`shared/database_url.py` spells it for each client).
+
 Each data owner keeps its tables in its own PostgreSQL schema (`user_service`,
 `template_service`, `api_gateway`) with its own Alembic history, so owners never share a
 migration even when they share a server.
@@ -22,6 +24,8 @@ from sqlalchemy.ext.asyncio import (
 )
 from sqlalchemy.orm import DeclarativeBase
 
+from shared.database_url import asyncpg_dsn as asyncpg_dsn  # re-exported: callers use shared.db
+from shared.database_url import sqlalchemy_url
 from shared.settings import Settings
 
 NAMING_CONVENTION = {
@@ -43,8 +47,10 @@ def declarative_base_for(schema: str) -> type[DeclarativeBase]:
 
 
 def create_engine(settings: Settings, *, application_name: str) -> AsyncEngine:
+    """The SQLAlchemy engine: `pool_pre_ping` tests a pooled connection before handing it out,
+    so a connection the server (or a failover) closed is replaced, not used."""
     return create_async_engine(
-        settings.database_url,
+        sqlalchemy_url(settings.database_url),
         pool_size=settings.db_pool_size,
         max_overflow=settings.db_max_overflow,
         pool_pre_ping=True,
@@ -84,12 +90,6 @@ DB_UNAVAILABLE: tuple[type[BaseException], ...] = (
     asyncpg.exceptions.InsufficientResourcesError,
 )
 """Errors that mean "PostgreSQL is unreachable or refusing", not "the query is wrong"."""
-
-
-def asyncpg_dsn(database_url: str) -> str:
-    """`postgresql+asyncpg://...` (SQLAlchemy's spelling) as a plain libpq URL for asyncpg."""
-    scheme, sep, rest = database_url.partition("://")
-    return f"{scheme.split('+', 1)[0]}{sep}{rest}" if sep else database_url
 
 
 def _dumps(value: Any) -> str:

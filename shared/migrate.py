@@ -11,8 +11,8 @@ from pathlib import Path
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy.engine import make_url
 
+from shared.database_url import parse_database_url
 from shared.settings import Settings, get_settings
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -30,10 +30,9 @@ async def ensure_database(database_url: str) -> None:
     """Create the target database through the server's `postgres` database if it is missing."""
     import asyncpg
 
-    url = make_url(database_url)
+    url = parse_database_url(database_url)
     name = url.database
-    admin = url.set(drivername="postgresql", database="postgres")
-    conn = await asyncpg.connect(admin.render_as_string(hide_password=False))
+    conn = await asyncpg.connect(url.with_database("postgres").libpq())
     try:
         exists = await conn.fetchval("SELECT 1 FROM pg_database WHERE datname = $1", name)
         if not exists:

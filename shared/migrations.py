@@ -14,6 +14,8 @@ from sqlalchemy import MetaData, pool, text
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import create_async_engine
 
+from shared.database_url import sqlalchemy_url
+
 
 def _run_sync(connection: Connection, metadata: MetaData | None, schema: str) -> None:
     connection.execute(text(f'CREATE SCHEMA IF NOT EXISTS "{schema}"'))
@@ -29,7 +31,7 @@ def _run_sync(connection: Connection, metadata: MetaData | None, schema: str) ->
 
 
 async def _run_async(url: str, metadata: MetaData | None, schema: str) -> None:
-    engine = create_async_engine(url, poolclass=pool.NullPool)
+    engine = create_async_engine(sqlalchemy_url(url), poolclass=pool.NullPool)
     async with engine.begin() as conn:
         await conn.run_sync(_run_sync, metadata, schema)
     await engine.dispose()

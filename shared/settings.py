@@ -20,6 +20,9 @@ from urllib.parse import urlsplit
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from shared.database_url import parse_database_url
+from shared.redis_url import SENTINEL_SCHEME, parse_sentinel_url
+
 # What `make run` and the test suites use for the demo seed; never present in production.
 DEMO_DEFAULTS: dict[str, str] = {
     "demo_admin_email": "admin@example.com",
@@ -66,9 +69,12 @@ class Settings(BaseSettings):
     template_active_ttl_seconds: float = 30.0
 
     # --- infrastructure ------------------------------------------------------------------
+    # libpq's form; several hosts are tried in order, and `?target_session_attrs=read-write`
+    # skips standbys: postgresql+asyncpg://u:p@h1:5432,h2:5432/db?target_session_attrs=read-write
     database_url: str = "postgresql+asyncpg://postgres@127.0.0.1:5432/notifications"
     db_pool_size: int = 10
     db_max_overflow: int = 10
+    # redis://, rediss://, or through Sentinel: redis+sentinel://[:pw@]s1:26379,s2:26379/master/0
     redis_url: str = "redis://127.0.0.1:6379/0"
     redis_key_prefix: str = "notif:"
     rabbitmq_url: str = "amqp://guest:guest@127.0.0.1:5672/"
@@ -189,6 +195,19 @@ class Settings(BaseSettings):
     def _empty_is_unset(cls, value: Any) -> Any:
         # `.env.example` lists them as `NAME=`: empty means "not configured".
         return None if value == "" else value
+
+    @field_validator("database_url")
+    @classmethod
+    def _database_url_is_libpq(cls, value: str) -> str:
+        parse_database_url(value)  # a ValueError names the problem, never the URL
+        return value
+
+    @field_validator("redis_url")
+    @classmethod
+    def _sentinel_url_is_complete(cls, value: str) -> str:
+        if urlsplit(value).scheme == SENTINEL_SCHEME:
+            parse_sentinel_url(value)  # a ValueError names the problem, never the URL
+        return value
 
     @model_validator(mode="before")
     @classmethod

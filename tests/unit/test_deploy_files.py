@@ -4,8 +4,9 @@
   `deploy/schema/`, no network), its services and ports against `shared/settings.py`;
 - the Dockerfile's paths exist and the image runs as a non-root user;
 - `deploy/k8s` renders with `kubectl kustomize` (when a kubectl or kustomize binary is on PATH;
-  otherwise the listed resources are loaded as they are) and has probes, HPAs and services that
-  match the settings;
+  otherwise the listed resources and components are loaded as they are) and has probes,
+  autoscaling (a CPU HPA for the gateway, KEDA on the queues for the workers), disruption
+  budgets, spread and grace periods and services that match the settings;
 - the Prometheus rules only use metrics the code defines;
 - the RabbitMQ definitions name the topology's exchanges and queues (the exact comparison
   against the broker is `tests/integration/test_rabbit_definitions.py`).
@@ -252,6 +253,9 @@ def k8s() -> list[dict[str, Any]]:
     docs: list[dict[str, Any]] = []
     for resource in kustomization["resources"]:
         docs += _yaml_all((directory / resource).read_text())
+    for component in kustomization.get("components", []):
+        for resource in _yaml(directory / component / "kustomization.yaml")["resources"]:
+            docs += _yaml_all((directory / component / resource).read_text())
     return docs
 
 
@@ -284,14 +288,107 @@ def test_k8s_deployments_have_probes_on_the_health_paths(k8s: list[dict[str, Any
         assert services[name]["spec"]["ports"][0]["port"] == port
 
 
-def test_k8s_autoscales_the_gateway_and_workers(k8s: list[dict[str, Any]]) -> None:
+WORKER_DEPLOYMENTS = {f"{channel.value}-service": channel for channel in WORK_QUEUES}
+
+
+def test_k8s_autoscales_the_gateway_on_cpu_and_the_workers_on_their_queues(
+    k8s: list[dict[str, Any]],
+) -> None:
     deployments = _by_kind(k8s, "Deployment")
-    hpas = _by_kind(k8s, "HorizontalPodAutoscaler")
-    assert {"api-gateway", "email-service", "push-service"} <= set(hpas)
+    hpas, scaled = _by_kind(k8s, "HorizontalPodAutoscaler"), _by_kind(k8s, "ScaledObject")
+    assert set(WORKER_DEPLOYMENTS) <= set(deployments)
+    assert "api-gateway" in hpas
     for hpa in hpas.values():
         target = hpa["spec"]["scaleTargetRef"]
         assert target["kind"] == "Deployment" and target["name"] in deployments
         assert 1 <= hpa["spec"]["minReplicas"] <= hpa["spec"]["maxReplicas"]
+    # KEDA makes its own HPA for a ScaledObject: one of ours on the same Deployment would fight it.
+    hpa_targets = {h["spec"]["scaleTargetRef"]["name"] for h in hpas.values()}
+    keda_targets = {o["spec"]["scaleTargetRef"]["name"] for o in scaled.values()}
+    assert not hpa_targets & keda_targets
+    assert keda_targets == set(WORKER_DEPLOYMENTS)
+    auths = _by_kind(k8s, "TriggerAuthentication")
+    secrets = _by_kind(k8s, "Secret")
+    for obj in scaled.values():
+        spec = obj["spec"]
+        channel = WORKER_DEPLOYMENTS[spec["scaleTargetRef"]["name"]]
+        assert spec["scaleTargetRef"].get("kind", "Deployment") == "Deployment"
+        assert 1 <= spec["minReplicaCount"] <= spec["maxReplicaCount"]
+        (queue_trigger,) = [t for t in spec["triggers"] if t["type"] == "rabbitmq"]
+        assert queue_trigger["metadata"]["queueName"] == WORK_QUEUES[channel]
+        assert queue_trigger["metadata"]["mode"] == "QueueLength"
+        assert int(queue_trigger["metadata"]["value"]) > 0
+        auth = auths[queue_trigger["authenticationRef"]["name"]]
+        (host,) = [r for r in auth["spec"]["secretTargetRef"] if r["parameter"] == "host"]
+        assert host["key"] == "RABBITMQ_URL" and host["key"] in secrets[host["name"]]["stringData"]
+
+
+def test_k8s_every_deployment_has_a_disruption_budget(k8s: list[dict[str, Any]]) -> None:
+    budgets = _by_kind(k8s, "PodDisruptionBudget").values()
+    for name, deployment in _by_kind(k8s, "Deployment").items():
+        labels = deployment["spec"]["template"]["metadata"]["labels"]
+        matching = [
+            b
+            for b in budgets
+            if b["spec"]["selector"]["matchLabels"].items() <= labels.items()
+            and b["spec"]["selector"]["matchLabels"]
+        ]
+        assert len(matching) == 1, name
+        (budget,) = matching
+        # Allows a node drain with the replicas the Deployment has (never minAvailable = all).
+        assert (
+            budget["spec"].get("maxUnavailable", 0) >= 1
+            or budget["spec"]["minAvailable"] < (deployment["spec"]["replicas"])
+        ), name
+
+
+def test_k8s_pods_spread_over_zones_and_nodes(k8s: list[dict[str, Any]]) -> None:
+    for name, deployment in _by_kind(k8s, "Deployment").items():
+        pod = deployment["spec"]["template"]
+        constraints = pod["spec"]["topologySpreadConstraints"]
+        keys = {c["topologyKey"] for c in constraints}
+        assert keys == {"topology.kubernetes.io/zone", "kubernetes.io/hostname"}, name
+        for constraint in constraints:
+            selector = constraint["labelSelector"]["matchLabels"]
+            assert selector.items() <= pod["metadata"]["labels"].items(), name
+
+
+def _pre_stop_seconds(container: dict[str, Any]) -> float:
+    command = container["lifecycle"]["preStop"]["exec"]["command"]
+    assert command[0] == "sleep", command
+    return float(command[1])
+
+
+def test_k8s_grace_periods_cover_the_pre_stop_pause_and_the_worker_drain(
+    k8s: list[dict[str, Any]],
+) -> None:
+    config = _by_kind(k8s, "ConfigMap")["notifications-config"]["data"]
+    drain = float(config["WORKER_SHUTDOWN_SECONDS"])
+    assert drain > 0
+    for name, deployment in _by_kind(k8s, "Deployment").items():
+        pod = deployment["spec"]["template"]["spec"]
+        (container,) = pod["containers"]
+        pause = _pre_stop_seconds(container)
+        assert pause > 0, name
+        grace = pod["terminationGracePeriodSeconds"]
+        # Kubernetes counts the preStop hook inside the grace period, then sends SIGTERM.
+        assert grace > pause + drain, name
+        if name in WORKER_DEPLOYMENTS:
+            assert grace >= pause + drain + 10, f"{name}: no margin to close connections"
+
+
+def test_k8s_runs_a_three_node_rabbitmq_cluster_behind_the_services_url(
+    k8s: list[dict[str, Any]],
+) -> None:
+    (cluster,) = [d for d in k8s if d["kind"] == "RabbitmqCluster"]
+    assert cluster["apiVersion"] == "rabbitmq.com/v1beta1"
+    assert cluster["spec"]["replicas"] == 3
+    url = urlparse(_by_kind(k8s, "Secret")["notifications-secrets"]["stringData"]["RABBITMQ_URL"])
+    assert url.hostname == cluster["metadata"]["name"]  # the operator's client Service
+    assert (
+        "cluster_partition_handling = pause_minority"
+        in (cluster["spec"]["rabbitmq"]["additionalConfig"])
+    )
 
 
 def test_k8s_config_and_secrets_hold_only_settings(k8s: list[dict[str, Any]]) -> None:
