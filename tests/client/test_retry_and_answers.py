@@ -182,11 +182,11 @@ def test_a_status_this_client_does_not_know_yet_is_kept_as_text() -> None:
             "notification_id": str(uuid.uuid4()), "status": "bounced",
             "notification_type": "sms", "user_id": str(uuid.uuid4()),
             "template_code": "w", "priority": 5, "created_at": "2030-01-01T00:00:00Z",
-            "updated_at": "2030-01-01T00:00:00Z", "history": [], "group_id": "g-1",
+            "updated_at": "2030-01-01T00:00:00Z", "history": [], "shard_hint": "g-1",
         }
     )  # fmt: skip
     assert detail.status == "bounced" and not detail.is_terminal
-    assert detail.model_extra == {"group_id": "g-1"}
+    assert detail.model_extra == {"shard_hint": "g-1"}
 
 
 def test_an_idempotency_key_goes_with_every_send() -> None:
