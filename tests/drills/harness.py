@@ -125,9 +125,11 @@ class Drill:
         user_id: str | None = None,
         during: Callable[[int], Awaitable[None]] | None = None,
         concurrency: int = 64,
+        extra: Callable[[], dict[str, Any]] | None = None,
     ) -> list[Sent]:
         """Send `count` notifications open-loop at `rate`/s, cycling through `channels`;
-        `during(i)` runs before the i-th send is started. Returns this batch's sends."""
+        `during(i)` runs before the i-th send is started; `extra()` joins each body. Returns this
+        batch's sends."""
         batch: list[Sent] = []
         gate = asyncio.Semaphore(concurrency)
         limits = httpx.Limits(max_connections=concurrency)
@@ -153,14 +155,24 @@ class Drill:
                 self.sent.append(sent)
                 batch.append(sent)
                 await gate.acquire()
-                tasks.append(asyncio.create_task(self._post(client, sent, user_id, gate)))
+                tasks.append(
+                    asyncio.create_task(
+                        self._post(client, sent, user_id, gate, extra() if extra else {})
+                    )
+                )
             await asyncio.gather(*tasks)
         return batch
 
     async def _post(
-        self, client: httpx.AsyncClient, sent: Sent, user_id: str | None, gate: asyncio.Semaphore
+        self,
+        client: httpx.AsyncClient,
+        sent: Sent,
+        user_id: str | None,
+        gate: asyncio.Semaphore,
+        extra: dict[str, Any],
     ) -> None:
         body = {
+            **extra,
             "notification_type": sent.channel,
             "user_id": user_id or self.demo_user_id,
             "template_code": "welcome",

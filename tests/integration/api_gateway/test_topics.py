@@ -250,3 +250,44 @@ async def test_a_chunk_the_user_service_cannot_serve_is_redone_later(
         return bool((await _broadcast(gw, broadcast_id))["fanned_out"] == 2)
 
     await wait_for(fanned_out, timeout=15)
+
+
+async def test_subscribers_removed_while_a_topic_send_fans_out_are_not_sent_to(
+    small_chunks: Running, upstream: Upstream
+) -> None:
+    gw = small_chunks
+    key = _topic()
+    await _put(gw, key)
+    users = sorted((upstream.add_user() for _ in range(6)), key=str)
+    assert (await _subscribers(gw, "POST", key, users)).status_code == 200
+    response = await gw.client.post(
+        f"/v1/topics/{key}/send",
+        json={"notification_type": "email", "template_code": "welcome", "variables": WELCOME},
+        headers=gw.headers,
+    )
+    assert response.status_code == 202, response.text
+    broadcast_id = response.json()["data"]["broadcast_id"]
+
+    assert await gw.gateway.broadcasts.run_once()  # the first chunk goes out
+    first = {
+        r["user_id"]
+        for r in await gw.gateway.pool.fetch(
+            "SELECT user_id FROM api_gateway.notification_statuses WHERE broadcast_id = $1",
+            uuid.UUID(broadcast_id),
+        )
+    }
+    assert len(first) == 2
+    leaving = [u for u in users if u not in first][:2]
+    assert (await _subscribers(gw, "DELETE", key, leaving)).status_code == 200
+    while await gw.gateway.broadcasts.run_once():
+        pass
+
+    rows = await gw.gateway.pool.fetch(
+        "SELECT user_id FROM api_gateway.notification_statuses WHERE broadcast_id = $1",
+        uuid.UUID(broadcast_id),
+    )
+    sent_to = [r["user_id"] for r in rows]
+    assert len(sent_to) == len(set(sent_to)) == 4  # each remaining subscriber once
+    assert not set(leaving) & set(sent_to)  # nobody who left in the middle
+    done = await _broadcast(gw, broadcast_id)
+    assert done["state"] == "done"
