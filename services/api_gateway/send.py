@@ -128,7 +128,7 @@ class SendService:
         check_variables(template, command.variables)
         now = datetime.now(UTC)  # only to place quiet hours; every stored time is the database's
         check_expiry(command, now)
-        decision = decide(contact, channel, now)
+        decision = decide(contact, channel, now, template.category)
         notification_id = uuid.uuid4()
         correlation_id = get_correlation_id() or new_correlation_id()
         outbox_entry = None
@@ -166,7 +166,9 @@ class SendService:
             contact = await self.contacts.get(message.user_id)
         except UserNotFound:
             return Decision(NotificationStatus.SKIPPED, "user_deleted", "the user no longer exists")
-        return decide(contact, message.notification_type, datetime.now(UTC))
+        return decide(
+            contact, message.notification_type, datetime.now(UTC), message.template.category
+        )
 
     def _outbox_entry(self, message: NotificationMessage, decision: Decision) -> OutboxEntry:
         """Published at once (the relay takes it after a grace if the inline publish fails),
@@ -287,7 +289,12 @@ def build_message(
         notification_type=command.notification_type,
         user_id=command.user_id,
         recipient=recipient,
-        template=TemplateRef(code=template.code, version=template.version, locale=template.locale),
+        template=TemplateRef(
+            code=template.code,
+            version=template.version,
+            locale=template.locale,
+            category=template.category,
+        ),
         variables=command.variables,
         priority=command.priority,
         request_id=command.request_id,

@@ -138,6 +138,7 @@ async def insert_template(
     channel: str,
     name: str,
     description: str | None,
+    category: str,
     created_by: str | None,
 ) -> Template | None:
     """A new template row, or None when (code, channel) is taken (even by a deleted one)."""
@@ -150,6 +151,7 @@ async def insert_template(
             channel=channel,
             name=name,
             description=description,
+            category=category,
             created_by=created_by,
         )
         .on_conflict_do_nothing(constraint="uq_templates_code_channel")
