@@ -54,6 +54,8 @@ _WHY = {
     503: "`dependency_unavailable`: the user service did not answer; try again",
 }
 
+_ENVELOPE = {"$ref": "#/components/schemas/ErrorEnvelope"}
+
 TokenPath = Annotated[
     str,
     Path(
@@ -156,7 +158,10 @@ def _problem(exc: AppError, wants_html: bool) -> Response:
     "/u/{token}",
     response_class=HTMLResponse,
     summary="The confirmation page of an unsubscribe link (changes nothing)",
-    responses={200: {"content": {"text/html": {}}}, 404: {"content": {"text/html": {}}}},
+    responses={
+        404: {"description": "the link is not valid (a page)", "content": {"text/html": {}}},
+        422: {"description": _WHY[422], "content": {"application/json": {"schema": _ENVELOPE}}},
+    },
 )
 async def confirm_page(token: TokenPath, unsubscriber: UnsubscriberDep) -> HTMLResponse:
     try:
@@ -180,7 +185,10 @@ async def confirm_page(token: TokenPath, unsubscriber: UnsubscriberDep) -> HTMLR
     "accepted. Idempotent. `Accept: text/html` gets a page instead of the envelope.",
     responses={
         200: {"content": {"text/html": {}}},
-        **error_responses(_WHY, 404, 503),
+        **{
+            status: {**entry, "content": {"text/html": {}}}
+            for status, entry in error_responses(_WHY, 404, 503).items()
+        },
     },
 )
 async def one_click(token: TokenPath, request: Request, unsubscriber: UnsubscriberDep) -> Response:
