@@ -284,11 +284,13 @@ class TemplateCatalog:
         code_prefix: str | None,
         page: int,
         limit: int,
+        category: str | None = None,
     ) -> tuple[list[TemplateOut], int]:
         async with session_scope(self.sessions) as session:
             rows, total = await repo.list_templates(
                 session,
                 channel=channel,
+                category=category,
                 locale=locale,
                 code_prefix=code_prefix,
                 page=page,

@@ -451,6 +451,11 @@ async def test_a_template_is_transactional_unless_created_or_updated_otherwise(
     assert pinned.json()["data"]["category"] == "marketing"
     listed = await ts_client.get("/api/v1/templates", params={"code": code}, headers=user)
     assert {t["category"] for t in listed.json()["data"]} == {"marketing"}
+    await _create(ts_client, admin, email_body(f"{code}-receipt"))
+    marketing = await ts_client.get(
+        "/api/v1/templates", params={"code": code, "category": "marketing"}, headers=user
+    )
+    assert sorted(t["code"] for t in marketing.json()["data"]) == [code, f"{code}-news"]
 
     unknown = await ts_client.post(
         "/api/v1/templates", json={**email_body(f"{code}-x"), "category": "spam"}, headers=admin
