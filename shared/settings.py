@@ -13,6 +13,7 @@ naming the variables and a non-zero exit, without a traceback.
 
 from __future__ import annotations
 
+import re
 from functools import lru_cache
 from typing import Any, Literal, TypeVar
 from urllib.parse import urlsplit
@@ -31,6 +32,7 @@ DEMO_DEFAULTS: dict[str, str] = {
 SHIPPED_INTERNAL_API_KEY = "dev-internal-key-change-me"
 SHIPPED_UNSUBSCRIBE_SECRET = "dev-unsubscribe-secret-change-me"
 MIN_SECRET_BYTES = 32
+_MAILBOX = re.compile(r"[A-Za-z0-9!#$%&'*+/=^_`{|}~.-]{1,64}@[A-Za-z0-9.-]{1,253}")
 
 
 class Settings(BaseSettings):
@@ -201,6 +203,24 @@ class Settings(BaseSettings):
     def _empty_is_unset(cls, value: Any) -> Any:
         # `.env.example` lists them as `NAME=`: empty means "not configured".
         return None if value == "" else value
+
+    @field_validator("public_base_url")
+    @classmethod
+    def _public_url(cls, value: str) -> str:
+        # It goes into an email header: a plain http(s) URL, nothing that could split a header.
+        parts = urlsplit(value)
+        if parts.scheme not in ("http", "https") or not parts.netloc or not value.isprintable():
+            raise ValueError("must be an http or https URL")
+        if any(c in value for c in " <>,?#"):
+            raise ValueError("must be a base URL without spaces, <>, commas, query or fragment")
+        return value
+
+    @field_validator("unsubscribe_mailto")
+    @classmethod
+    def _mailbox(cls, value: str | None) -> str | None:
+        if value is not None and not _MAILBOX.fullmatch(value):
+            raise ValueError("must be a plain email address (name@domain)")
+        return value
 
     @model_validator(mode="before")
     @classmethod

@@ -7,10 +7,12 @@ import base64
 import uuid
 
 import pytest
+from pydantic import ValidationError
 
 from shared.contracts import Contact
 from shared.messaging.message import Channel, NotificationMessage, Recipient, TemplateRef
 from shared.messaging.policy import Skip, apply_policy
+from shared.settings import Settings
 from shared.unsubscribe import (
     InvalidUnsubscribeToken,
     Unsubscribe,
@@ -75,9 +77,9 @@ def test_malformed_tokens_are_refused_alike(token: str) -> None:
 
 def test_the_token_holds_no_readable_personal_data() -> None:
     raw = _raw(make_token(SECRET, ADA))
-    assert raw[:16] == ADA.user_id.bytes  # an opaque id, not an address or a name
+    # Exactly an opaque id, the channel, the category and the MAC: no address, no name.
+    assert raw[:-16] == ADA.user_id.bytes + b"\x05email\x09marketing"
     assert len(raw) == 16 + 1 + len("email") + 1 + len("marketing") + 16
-    assert b"@" not in raw
 
 
 def _message(category: str) -> NotificationMessage:
@@ -109,3 +111,18 @@ def test_the_delivery_policy_skips_an_opted_out_category_only() -> None:
         "opted_out", "the user turned off marketing email"
     )
     assert isinstance(apply_policy(_message("transactional"), contact), NotificationMessage)
+
+
+@pytest.mark.parametrize(
+    "values",
+    [
+        {"public_base_url": "ftp://example.com"},
+        {"public_base_url": "https://example.com/\r\nBcc: x@example.com"},
+        {"public_base_url": "https://example.com/a>, <https://evil.example"},
+        {"unsubscribe_mailto": "leave@example.com?subject=x"},
+        {"unsubscribe_mailto": "leave@example.com\r\nBcc: x@example.com"},
+    ],
+)
+def test_settings_that_would_break_the_header_are_refused(values: dict[str, str]) -> None:
+    with pytest.raises(ValidationError):
+        Settings(_env_file=None, **values)  # type: ignore[arg-type]
