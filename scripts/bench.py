@@ -29,6 +29,7 @@ import asyncpg
 from sqlalchemy.engine import make_url
 
 from devtools.stack import free_port
+from shared.notification_status import TERMINAL
 from shared.settings import Settings, get_settings
 
 SERVICES = {
@@ -217,7 +218,7 @@ async def end_to_end(settings: Settings, ids: list[str], timeout: float) -> dict
         )
         while True:
             rows = await conn.fetch(query, uuids)
-            pending = [r for r in rows if r["status"] not in ("delivered", "failed", "skipped")]
+            pending = [r for r in rows if r["status"] not in TERMINAL]
             if not pending or time.monotonic() > deadline:
                 break
             await asyncio.sleep(0.5)

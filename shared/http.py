@@ -15,8 +15,9 @@ its own, and its h11 limit answers 400, not 431.
 from __future__ import annotations
 
 import asyncio
+import re
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import AbstractAsyncContextManager
 from typing import Any
 
@@ -57,11 +58,19 @@ class RequestContextMiddleware:
         service: str,
         max_body_bytes: int,
         max_header_bytes: int = MAX_HEADER_BYTES,
+        larger_bodies: Sequence[tuple[str, int]] = (),
     ) -> None:
         self.app = app
         self.service = service
         self.max_body_bytes = max_body_bytes
         self.max_header_bytes = max_header_bytes
+        self.larger_bodies = [(re.compile(path), limit) for path, limit in larger_bodies]
+
+    def _body_limit(self, path: str) -> int:
+        for pattern, limit in self.larger_bodies:
+            if pattern.fullmatch(path):
+                return limit
+        return self.max_body_bytes
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -94,12 +103,15 @@ class RequestContextMiddleware:
             if header_bytes > self.max_header_bytes:
                 await _send_error(send_with_context, 431, *_HEADERS_TOO_LARGE)
                 return
+            body_limit = (
+                self._body_limit(scope["path"]) if self.larger_bodies else self.max_body_bytes
+            )
             if content_length is not None:
-                if _too_long(content_length, self.max_body_bytes):
+                if _too_long(content_length, body_limit):
                     await _send_too_large(send_with_context)
                     return
-            elif scope["method"] in ("POST", "PUT", "PATCH"):
-                buffered = await _read_limited(receive, self.max_body_bytes)
+            elif scope["method"] in ("POST", "PUT", "PATCH", "DELETE"):
+                buffered = await _read_limited(receive, body_limit)
                 if buffered is None:
                     await _send_too_large(send_with_context)
                     return
@@ -249,6 +261,7 @@ def create_service_app(
     openapi_url: str = "/openapi.json",
     max_body_bytes: int = 64 * 1024,
     max_header_bytes: int = MAX_HEADER_BYTES,
+    larger_bodies: Sequence[tuple[str, int]] = (),
     settings: Settings | None = None,
     **kwargs: Any,
 ) -> FastAPI:
@@ -256,6 +269,8 @@ def create_service_app(
 
     Swagger UI (`docs_url`), ReDoc (`redoc_url`) and the OpenAPI document are served from
     local assets when `settings.docs_exposed` (the process settings if none are given).
+    `larger_bodies` lists (path regex, byte limit) for the few routes whose bodies may be larger
+    than `max_body_bytes` (a list of 10,000 ids).
     """
     expose = (settings or get_settings()).docs_exposed
     app = FastAPI(
@@ -276,6 +291,7 @@ def create_service_app(
         service=service,
         max_body_bytes=max_body_bytes,
         max_header_bytes=max_header_bytes,
+        larger_bodies=larger_bodies,
     )
     # Outermost, so the request's log lines (and its error handlers) run inside its span.
     app.add_middleware(TracingMiddleware, service=service)

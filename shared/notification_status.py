@@ -59,6 +59,8 @@ class NotificationStatus(StrEnum):
     FAILED = "failed"
     SKIPPED = "skipped"
     EXPIRED = "expired"
+    CANCELLED = "cancelled"
+    """Cancelled through the API while `scheduled` or `queued`: never sent."""
 
 
 TERMINAL = frozenset(
@@ -67,6 +69,7 @@ TERMINAL = frozenset(
         NotificationStatus.FAILED,
         NotificationStatus.SKIPPED,
         NotificationStatus.EXPIRED,
+        NotificationStatus.CANCELLED,
     }
 )
 OPEN = frozenset(set(NotificationStatus) - TERMINAL)
@@ -81,6 +84,8 @@ ALLOWED_FROM: dict[NotificationStatus, frozenset[NotificationStatus]] = {
     S.FAILED: frozenset({S.QUEUED, S.SCHEDULED, S.PROCESSING, S.RETRYING}),
     S.SKIPPED: frozenset({S.QUEUED, S.SCHEDULED, S.PROCESSING, S.RETRYING}),
     S.EXPIRED: frozenset({S.QUEUED, S.SCHEDULED, S.PROCESSING, S.RETRYING}),
+    # Only before a worker holds it: a claimed notification may already be at the provider.
+    S.CANCELLED: frozenset({S.QUEUED, S.SCHEDULED}),
 }
 """For each target status, the statuses it may be reached from. Terminal states have no exit,
 except the explicit replay of a failed notification (`reopen_failed`)."""
@@ -121,6 +126,14 @@ notification_statuses = Table(
     Column("expires_at", DateTime(timezone=True), nullable=True),
     # The message as accepted (attempt 1), so the reconciler can enqueue it again.
     Column("payload", LargeBinary, nullable=True),
+    # The notifications one send made for several channels (`channels`); null otherwise.
+    Column("group_id", UUID(as_uuid=True), nullable=True),
+    # A push with a fallback: the push's `fell_back_to` is the other channel's row, whose
+    # `fallback_of` points back; the relay releases that row only if the push was not delivered.
+    Column("fallback_of", UUID(as_uuid=True), nullable=True),
+    Column("fell_back_to", UUID(as_uuid=True), nullable=True),
+    # The topic send (`api_gateway.broadcasts`) that made it.
+    Column("broadcast_id", UUID(as_uuid=True), nullable=True),
     Index("ix_notification_statuses_request_id", "api_key_id", "request_id"),
     Index("ix_notification_statuses_user_created", "user_id", "created_at"),
     Index("ix_notification_statuses_created", "created_at"),
@@ -128,6 +141,22 @@ notification_statuses = Table(
         "ix_notification_statuses_open",
         "updated_at",
         postgresql_where=text("status IN ('queued', 'scheduled', 'processing', 'retrying')"),
+    ),
+    Index(
+        "ix_notification_statuses_group",
+        "api_key_id",
+        "group_id",
+        postgresql_where=text("group_id IS NOT NULL"),
+    ),
+    Index(
+        "ix_notification_statuses_waiting_fallback",
+        "fallback_of",
+        postgresql_where=text("fallback_of IS NOT NULL AND status = 'scheduled'"),
+    ),
+    Index(
+        "ix_notification_statuses_broadcast",
+        "broadcast_id",
+        postgresql_where=text("broadcast_id IS NOT NULL"),
     ),
 )
 

@@ -18,6 +18,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from services.api_gateway import console, unsubscribe
 from services.api_gateway.api_keys import ApiKeyStore
 from services.api_gateway.breaker import CircuitBreaker
+from services.api_gateway.broadcasts import Broadcasts
 from services.api_gateway.clients import Dependency, TemplateLookup
 from services.api_gateway.console.resources import Console
 from services.api_gateway.deps import RATE_LIMIT_STATE, Gateway
@@ -30,6 +31,8 @@ from services.api_gateway.routes import router
 from services.api_gateway.send import SendService
 from services.api_gateway.settings import GatewaySettings
 from services.api_gateway.store import NotificationStore
+from services.api_gateway.topic_routes import router as topic_router
+from services.api_gateway.topic_store import TopicStore
 from shared.auth import open_token_verifier
 from shared.contacts import ContactDirectory, create_user_session, listen_for_changes
 from shared.db import DB_UNAVAILABLE, create_asyncpg_pool
@@ -183,10 +186,13 @@ async def _build(settings: GatewaySettings, stack: AsyncExitStack) -> Gateway:
         ttl_seconds=settings.idempotency_ttl_seconds,
         pending_timeout_seconds=settings.idempotency_pending_timeout_seconds,
     )
-    outbox = Outbox(
-        settings, publisher=publisher, pool=pool, purge_expired=idempotency.purge_expired
-    )
     store = NotificationStore(pool)
+
+    async def purge_expired() -> None:
+        await idempotency.purge_expired()
+        await store.purge_collapse_windows()
+
+    outbox = Outbox(settings, publisher=publisher, pool=pool, purge_expired=purge_expired)
     send = SendService(
         settings,
         store=store,
@@ -196,6 +202,10 @@ async def _build(settings: GatewaySettings, stack: AsyncExitStack) -> Gateway:
         outbox=outbox,
     )
     outbox.release_check = send.release_decision
+    topics = TopicStore(pool)
+    broadcasts = Broadcasts(
+        settings, topics=topics, idempotency=idempotency, templates=send.templates, sends=send
+    )
     limiter = RateLimiter(redis, CircuitBreaker("redis", failure_threshold=3, reset_seconds=5.0))
     return Gateway(
         settings=settings,
@@ -207,6 +217,8 @@ async def _build(settings: GatewaySettings, stack: AsyncExitStack) -> Gateway:
         store=store,
         outbox=outbox,
         send=send,
+        topics=topics,
+        broadcasts=broadcasts,
     )
 
 
@@ -221,6 +233,8 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         reconciler = Reconciler(settings, gateway.pool, queue_depth_of(gateway.publisher))
         reconciler.start()
         stack.push_async_callback(reconciler.stop)
+        gateway.broadcasts.start()
+        stack.push_async_callback(gateway.broadcasts.stop)
         # --- operator API and console (services/api_gateway/console/) -----------------
         tokens = await stack.enter_async_context(open_token_verifier(settings, redis=gateway.redis))
         app.state.operators = OperatorAuth(settings, gateway.api_keys, tokens)
@@ -246,6 +260,9 @@ def _checks(app: FastAPI) -> Mapping[str, HealthCheck]:
     return {"db": db, "redis": lambda: check_redis(gateway.redis), "broker": broker}
 
 
+SUBSCRIBER_LIST_BYTES = 512 * 1024
+
+
 def create_app(settings: Settings | None = None) -> FastAPI:
     resolved = gateway_settings(settings)
     app = create_service_app(
@@ -255,6 +272,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         lifespan=lifespan,
         max_body_bytes=resolved.max_body_bytes,
         max_header_bytes=resolved.max_header_bytes,
+        # 10,000 user ids per call do not fit the default limit.
+        larger_bodies=[(r"/v1/topics/[^/]+/subscribers", SUBSCRIBER_LIST_BYTES)],
         settings=resolved,
     )
     app.state.settings = resolved
@@ -262,6 +281,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.add_exception_handler(error, _database_unavailable)
     app.add_middleware(RateLimitHeadersMiddleware)
     app.include_router(router)
+    app.include_router(topic_router)
     app.include_router(health_router(SERVICE, lambda: _checks(app)))
     # --- operator API and console (services/api_gateway/console/) -------------------------
     for console_router in console.routers():

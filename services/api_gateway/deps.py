@@ -14,11 +14,13 @@ from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBea
 from redis.asyncio import Redis
 
 from services.api_gateway.api_keys import ApiKey, ApiKeyStore
+from services.api_gateway.broadcasts import Broadcasts
 from services.api_gateway.outbox import Outbox
 from services.api_gateway.rate_limit import RateLimits
 from services.api_gateway.send import SendService
 from services.api_gateway.settings import GatewaySettings
 from services.api_gateway.store import NotificationStore
+from services.api_gateway.topic_store import TopicStore
 from shared.errors import RateLimited, Unauthorized
 from shared.messaging.publisher import Publisher
 from shared.suppressions import SuppressionList
@@ -39,6 +41,8 @@ class Gateway:
     store: NotificationStore
     outbox: Outbox
     send: SendService
+    topics: TopicStore
+    broadcasts: Broadcasts
 
 
 def _gateway(request: Request) -> Gateway:
@@ -63,6 +67,16 @@ async def _suppressions(request: Request) -> SuppressionList:
     return SuppressionList(_gateway(request).pool)
 
 
+async def _topics(request: Request) -> TopicStore:
+    return _gateway(request).topics
+
+
+async def _broadcasts(request: Request) -> Broadcasts:
+    return _gateway(request).broadcasts
+
+
+TopicsDep = Annotated[TopicStore, Depends(_topics)]
+BroadcastsDep = Annotated[Broadcasts, Depends(_broadcasts)]
 SendServiceDep = Annotated[SendService, Depends(_send_service)]
 SuppressionsDep = Annotated[SuppressionList, Depends(_suppressions)]
 StoreDep = Annotated[NotificationStore, Depends(_store)]

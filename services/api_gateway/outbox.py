@@ -7,7 +7,8 @@ hot path. If the broker is down or does not confirm, the row simply stays, and t
 task of each gateway process) publishes it once the broker is back: it takes due rows with
 `SELECT ... FOR UPDATE SKIP LOCKED` (so several gateways share the work without overlap), in
 batches, backing off per row on failures. The same relay releases `scheduled` notifications
-(quiet hours) when their `available_at` comes, moving them to `queued` first.
+(quiet hours, a `send_at`, a fallback) when their `available_at` comes, moving them to `queued`
+first; a fallback whose send was delivered in time is `skipped` instead (`primary_delivered`).
 
 A fresh row is not due until `outbox_inline_grace_seconds` have passed, so the relay never
 races the inline publish. Rare double publishes (a crash between the confirm and the delete)
@@ -57,9 +58,10 @@ S = NotificationStatus
 
 _DUE = """
     SELECT o.id, o.notification_id, o.routing_key, o.payload, o.priority, o.correlation_id,
-           o.kind, o.attempts, s.status
+           o.kind, o.attempts, s.status, p.status AS primary_status
       FROM api_gateway.outbox o
       LEFT JOIN api_gateway.notification_statuses s ON s.id = o.notification_id
+      LEFT JOIN api_gateway.notification_statuses p ON p.id = s.fallback_of
      WHERE o.available_at <= now()
      ORDER BY o.available_at
      LIMIT $1
@@ -301,6 +303,8 @@ class Outbox:
             return status in (S.QUEUED, S.SCHEDULED)
         if status != S.SCHEDULED:
             return bool(status == S.QUEUED)
+        if row["primary_status"] in (S.DELIVERED, S.CANCELLED):
+            return await self._fallback_not_needed(statuses, row)
         if self.release_check is None:
             await statuses.transition(row["notification_id"], S.QUEUED, detail="released")
             return True
@@ -319,6 +323,24 @@ class Outbox:
             return ("still within quiet hours", max(1.0, wait))
         await statuses.transition(row["notification_id"], S.QUEUED, detail="released")
         return True
+
+    async def _fallback_not_needed(self, statuses: StatusStore, row: Any) -> bool:
+        """The send this row is the fallback of was delivered (or cancelled): never send it."""
+        if row["primary_status"] == S.CANCELLED:
+            await statuses.transition(
+                row["notification_id"],
+                S.CANCELLED,
+                reason="cancelled",
+                detail="the notification it was the fallback of was cancelled",
+            )
+        else:
+            await statuses.transition(
+                row["notification_id"],
+                S.SKIPPED,
+                reason="primary_delivered",
+                detail="the notification it was the fallback of was delivered",
+            )
+        return False
 
     async def _relay_publish(self, row: Any) -> str | None:
         message = OutboxMessage(

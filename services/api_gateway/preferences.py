@@ -22,8 +22,8 @@ from shared.notification_status import NotificationStatus
 class Decision:
     status: NotificationStatus
     code: str | None = None
-    """The stable reason (`opted_out`, `no_address`, `no_devices`, `quiet_hours`): the status
-    row's `status_reason`."""
+    """The stable reason (`opted_out`, `no_address`, `no_devices`, `quiet_hours`, and
+    `send_at` for a send held until then): the status row's `status_reason`."""
     reason: str | None = None
     """The same for a person to read (the history's detail)."""
     release_at: datetime | None = None

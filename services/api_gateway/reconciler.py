@@ -14,6 +14,10 @@ open rows that have sat idle past a threshold, measured on the database's clock:
 | `schedule_lost` | `scheduled` past its time with no outbox row | a release (preferences read again) |
 | `expired` | open past its `expires_at`, not held by a live claim | nothing: marked `expired` |
 
+It also makes due the fallback of a send that ended undelivered (`failed`, `skipped`,
+`expired`), so the fallback goes at once instead of at its deadline (`fallback_early`, counted
+in `notifications_gateway_fallbacks_released_early_total`, not as a lost message).
+
 It enqueues through the outbox, in the same transaction that picks the rows, so the relay
 publishes and the workers' claim rules decide: a copy of a message that still exists is acked
 as a duplicate, never sent twice. Each enqueued row's `updated_at` moves, so the same row is
@@ -43,6 +47,11 @@ RECONCILED = Counter(
     "notification_reconciled_total",
     "Unfinished notifications the reconciler enqueued again (or expired), by reason.",
     ["reason"],
+)
+
+FALLBACKS_RELEASED_EARLY = Counter(
+    "notifications_gateway_fallbacks_released_early_total",
+    "Fallbacks made due before their deadline because their send ended undelivered.",
 )
 
 LOCK_KEY = 0x6E6F7469_66726563  # "notifrec": one reconciler pass at a time, across gateways
@@ -134,6 +143,23 @@ WITH gone AS (
 SELECT count(*) FROM gone
 """
 
+# A send that ended undelivered (failed, skipped: every token dead, an opt-out at delivery;
+# expired) releases its fallback now instead of at the deadline.
+_FALLBACK_EARLY = """
+WITH early AS (
+    SELECT o.id
+      FROM api_gateway.notification_statuses f
+      JOIN api_gateway.notification_statuses p ON p.id = f.fallback_of
+      JOIN api_gateway.outbox o ON o.notification_id = f.id
+     WHERE f.fallback_of IS NOT NULL AND f.status = 'scheduled'
+       AND p.status IN ('failed', 'skipped', 'expired')
+       AND o.available_at > now()
+     LIMIT $1
+       FOR UPDATE OF o SKIP LOCKED
+)
+UPDATE api_gateway.outbox o SET available_at = now() FROM early WHERE o.id = early.id
+"""
+
 _ENQUEUE = """
 INSERT INTO api_gateway.outbox
        (notification_id, routing_key, payload, priority, correlation_id, kind, available_at)
@@ -207,6 +233,8 @@ class Reconciler:
             expired = await conn.fetchval(_EXPIRE, self.settings.reconcile_batch_size)
             if expired:
                 counts["expired"] = expired
+            early = await conn.execute(_FALLBACK_EARLY, self.settings.reconcile_batch_size)
+            released = int(early.split()[-1])
             rows = list(
                 await conn.fetch(
                     _STUCK,
@@ -222,6 +250,9 @@ class Reconciler:
         for reason, count in counts.items():
             RECONCILED.labels(reason).inc(count)
             logger.warning("reconciler: %d notifications %s", count, reason)
+        if released:  # expected work, not a lost message: its own counter, no warning
+            FALLBACKS_RELEASED_EARLY.inc(released)
+            counts["fallback_early"] = released
         return counts
 
     async def _queued_without_a_message(self, conn: asyncpg.Connection) -> list[Any]:

@@ -25,7 +25,9 @@ from services.api_gateway.idempotency import fingerprint, parse_idempotency_key
 from services.api_gateway.rate_limit import RateLimits
 from services.api_gateway.schemas import (
     Accepted,
+    AcceptedGroup,
     CallbackResult,
+    Group,
     LegacySendRequest,
     RequestId,
     SendCommand,
@@ -63,12 +65,16 @@ _WHY = {
     404: "`user_not_found` or `template_not_found`",
     409: "`request_in_progress` (retry after `Retry-After`)",
     413: "body over 64 KiB",
-    422: "`validation_error`, `missing_variables`, `unsafe_link`, `idempotency_key_reused` or "
-    "`template_request_refused`",
+    422: "`validation_error`, `missing_variables`, `unsafe_link`, `idempotency_key_reused`, "
+    "`template_request_refused`, `send_at_in_past`, `send_at_too_far` or `send_at_after_expiry`",
     429: "`rate_limited` (see `Retry-After`)",
     503: "`dependency_unavailable` (see `Retry-After`)",
 }
 _READ_WHY = {**_WHY, 404: "`notification_not_found`", 422: "`validation_error`"}
+_CANCEL_WHY = {
+    **_READ_WHY,
+    409: "`not_cancellable`: a worker has claimed it, or it has ended",
+}
 _CALLBACK_WHY = {
     400: "malformed JSON",
     401: "`invalid_internal_key`",
@@ -77,9 +83,13 @@ _CALLBACK_WHY = {
     422: "`validation_error` or `channel_mismatch`",
 }
 _READ_ERRORS = error_responses(_READ_WHY, 401, 404, 429)
+_CANCEL_ERRORS = error_responses(_CANCEL_WHY, 401, 404, 409, 429)
 _CALLBACK_ERRORS = error_responses(_CALLBACK_WHY, 400, 401, 404, 413)
 _SEND_RESPONSES: dict[int | str, dict[str, Any]] = {
-    202: {"model": Envelope[Accepted], "description": "accepted (queued, scheduled or skipped)"},
+    202: {
+        "model": Envelope[Accepted | AcceptedGroup],
+        "description": "accepted (queued, scheduled or skipped); with `channels`, the group",
+    },
     **error_responses(_WHY, *_WHY),
 }
 
@@ -135,7 +145,9 @@ async def send_notification(
 
     A 202 means the notification is durable: it is published at once, or kept in the
     transactional outbox until the broker takes it. A channel the user turned off (or a push
-    to a user without a device) is accepted as `skipped`; quiet hours make it `scheduled`.
+    to a user without a device) is accepted as `skipped`; quiet hours make it `scheduled`, and
+    so does a `send_at`. With `channels`, one notification per channel is accepted in the same
+    statement and the 202 is the group (`group_id`, `notifications`).
     """
     return await _send(request, sends, limits, api_key, body.to_command(), idempotency_key)
 
@@ -182,6 +194,54 @@ async def notification_status(
     if found is None:
         raise NotFound("no notification with this id or request id", code="notification_not_found")
     return json_response(ok(found))
+
+
+@router.get(
+    "/v1/notifications/groups/{group_id}",
+    tags=["notifications"],
+    summary="The notifications of one multi-channel send",
+    responses={
+        200: {"model": Envelope[Group]},
+        **error_responses({**_READ_WHY, 404: "`group_not_found`"}, 401, 404, 429),
+    },
+    response_class=Response,
+)
+async def notification_group(
+    request: Request,
+    store: StoreDep,
+    limits: RateLimitsDep,
+    api_key: CurrentApiKey,
+    group_id: Annotated[uuid.UUID, Path(description="The `group_id` of the send's 202.")],
+) -> Response:
+    await enforce_rate_limit(request, limits, api_key, scope="read", user_id=None)
+    return json_response(ok(await store.group(api_key.id, group_id)))
+
+
+@router.delete(
+    "/v1/notifications/{ref}",
+    tags=["notifications"],
+    summary="Cancel a scheduled or queued notification",
+    responses={
+        200: {
+            "model": Envelope[StatusDetail],
+            "description": "cancelled (or already cancelled): the status and history",
+        },
+        **_CANCEL_ERRORS,
+    },
+    response_class=Response,
+)
+async def cancel_notification(
+    request: Request,
+    store: StoreDep,
+    limits: RateLimitsDep,
+    api_key: CurrentApiKey,
+    ref: Annotated[RequestId, Path(description="The notification id or your `request_id`.")],
+) -> Response:
+    """A `scheduled` or `queued` notification becomes `cancelled` and is never sent. Once a
+    worker has claimed it (`processing`) or it has ended, 409 `not_cancellable`: it may already
+    be at the provider. Cancelling a cancelled notification answers the same again."""
+    await enforce_rate_limit(request, limits, api_key, scope="send", user_id=None)
+    return json_response(ok(await store.cancel(api_key.id, ref), message="notification cancelled"))
 
 
 @router.get(

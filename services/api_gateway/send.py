@@ -1,17 +1,19 @@
 """The send use case: from a validated command to a durable notification and a 202.
 
-Order: the route has validated and rate-limited; here come idempotency, enrichment
-(contact, active template, a render check), the user's preferences, then one accept statement
+Order: the route has validated and rate-limited; here come idempotency, the schedule check of a
+`send_at`, enrichment (contact, active template, a render check), the user's preferences (or,
+for a `send_at`, a hold whose release reads them then), then one accept statement
 (status row + history + idempotency record + outbox row) and the inline publish. A failure
 before the accept releases the idempotency claim, so a retry runs afresh.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import uuid
-from dataclasses import dataclass
-from datetime import UTC, datetime
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from prometheus_client import Counter
@@ -24,6 +26,8 @@ from services.api_gateway.preferences import Decision, decide
 from services.api_gateway.schemas import SendCommand
 from services.api_gateway.settings import GatewaySettings
 from services.api_gateway.store import (
+    Accepted,
+    CollapseWindow,
     IdempotencyCompletion,
     NewNotification,
     NotificationStore,
@@ -60,6 +64,13 @@ _MESSAGES = {
     NotificationStatus.SCHEDULED: "notification scheduled until the user's quiet hours end",
     NotificationStatus.SKIPPED: "notification skipped",
 }
+SEND_AT = "send_at"
+"""The `status_reason` of a notification held for its `send_at`."""
+MAX_SEND_AHEAD = timedelta(days=365)
+FALLBACK = "fallback"
+"""The `status_reason` of a fallback waiting for its send's deadline."""
+COLLAPSED = "collapsed"
+"""The `status_reason` of a send that fell into another's collapse window."""
 
 
 @dataclass(frozen=True)
@@ -104,6 +115,8 @@ class SendService:
                 return SendResult(outcome.status_code, outcome.body, replayed=True)
             claim = outcome
         try:
+            if command.channels:
+                return await self._accept_group(api_key, command, claim)
             return await self._accept(api_key, command, claim)
         except BaseException:
             if claim is not None:
@@ -120,15 +133,24 @@ class SendService:
         self, api_key: ApiKey, command: SendCommand, claim: Claim | None
     ) -> SendResult:
         """Enrich, decide, write the notification durably, then publish it."""
+        now = datetime.now(UTC)  # only to place quiet hours; every stored time is the database's
+        check_schedule(command, now)
         contact = await self.contacts.get(command.user_id)
         channel = command.notification_type
         template = await self.templates.active(
             command.template_code, channel.value, command.locale or contact.locale
         )
         check_variables(template, command.variables)
-        now = datetime.now(UTC)  # only to place quiet hours; every stored time is the database's
         check_expiry(command, now)
-        decision = decide(contact, channel, now, template.category)
+        decision = (
+            decide(contact, channel, now, template.category)
+            if command.send_at is None
+            else later(command)
+        )
+        if command.fallback_channel is not None:
+            return await self._accept_with_fallback(
+                api_key, command, claim, (contact, template, decision), now
+            )
         notification_id = uuid.uuid4()
         correlation_id = get_correlation_id() or new_correlation_id()
         outbox_entry = None
@@ -138,27 +160,196 @@ class SendService:
             )
             outbox_entry = self._outbox_entry(message, decision)
         body = accepted_body(notification_id, command, decision)
-        accepted = await self.store.accept(
-            new_notification(notification_id, api_key, command, template, decision),
-            outbox_entry,
-            IdempotencyCompletion(claim.key, claim.token, 202, body) if claim else None,
-        )
+        notification = new_notification(notification_id, api_key, command, template, decision)
+        if command.broadcast_id is not None:  # a topic's fan-out: the row names its broadcast
+            notification = replace(notification, broadcast_id=command.broadcast_id)
+            return await self._write_many(
+                [(notification, outbox_entry)], body, claim, (body["data"],)
+            )
+        if command.collapse_key is None or decision.status is NotificationStatus.SKIPPED:
+            accepted = await self.store.accept(notification, outbox_entry, _completion(claim, body))
+        else:
+            accepted, body, outbox_entry = await self._accept_collapsing(
+                notification, outbox_entry, claim, body, (api_key, command, template)
+            )
         body["data"]["created_at"] = accepted.created_at
         body["data"]["expires_at"] = accepted.expires_at
-        ACCEPTED.labels(channel.value, decision.status.value).inc()
+        ACCEPTED.labels(channel.value, body["data"]["status"]).inc()
         outbox_id = accepted.outbox_id
         if outbox_id is not None and outbox_entry is not None and outbox_entry.kind == "publish":
-            await self.outbox.publish_inline(
-                outbox_id,
-                OutboxMessage(
-                    routing_key=outbox_entry.routing_key,
-                    body=outbox_entry.payload,
-                    message_id=str(notification_id),
-                    correlation_id=correlation_id,
-                    priority=command.priority,
-                ),
-            )
+            await self._publish(outbox_id, outbox_entry, notification_id, command.priority)
         return SendResult(202, body)
+
+    async def _accept_collapsing(
+        self,
+        notification: NewNotification,
+        entry: OutboxEntry | None,
+        claim: Claim | None,
+        body: dict[str, Any],
+        send: tuple[ApiKey, SendCommand, TemplateVersion],
+    ) -> tuple[Accepted, dict[str, Any], OutboxEntry | None]:
+        """Open the collapse window, or fall into the one open: then this send is written as
+        `skipped` (`collapsed`) with no message, and its answer names the window's notification."""
+        api_key, command, template = send
+        assert command.collapse_key is not None and command.collapse_window_seconds is not None
+
+        def collapsed(head: uuid.UUID) -> tuple[NewNotification, IdempotencyCompletion | None]:
+            return (
+                new_notification(notification.id, api_key, command, template, collapse(head)),
+                _completion(claim, collapsed_body(notification.id, command, head)),
+            )
+
+        accepted, head = await self.store.accept_collapsing(
+            notification,
+            entry,
+            _completion(claim, body),
+            CollapseWindow(command.collapse_key, command.collapse_window_seconds),
+            collapsed,
+        )
+        if head is None:
+            return accepted, body, entry
+        return accepted, collapsed_body(notification.id, command, head), None
+
+    async def _accept_with_fallback(
+        self,
+        api_key: ApiKey,
+        command: SendCommand,
+        claim: Claim | None,
+        primary: tuple[Contact, TemplateVersion, Decision],
+        now: datetime,
+    ) -> SendResult:
+        """The send and its fallback, two rows of one accept statement. The fallback waits as
+        `scheduled` until the send's deadline and the relay releases it only if the send was
+        not delivered; a send skipped at acceptance (no device, channel off) falls back now."""
+        contact, template, decision = primary
+        assert command.fallback_channel is not None and command.fallback_after_seconds is not None
+        # Without the request id, which names the send itself in status lookups.
+        other = replace(
+            command,
+            notification_type=command.fallback_channel,
+            fallback_channel=None,
+            request_id=None,
+        )
+        other_template = await self.templates.active(
+            command.template_code, other.notification_type.value, command.locale or contact.locale
+        )
+        check_variables(other_template, command.variables)
+        primary_id, fallback_id = uuid.uuid4(), uuid.uuid4()
+        if decision.status is NotificationStatus.SKIPPED:
+            other_decision = decide(contact, other.notification_type, now, other_template.category)
+        else:
+            deadline = (decision.release_at or now) + timedelta(
+                seconds=command.fallback_after_seconds
+            )
+            other_decision = Decision(
+                NotificationStatus.SCHEDULED,
+                FALLBACK,
+                f"sent if {primary_id} is not delivered by {deadline.isoformat()}",
+                deadline,
+            )
+        correlation_id = get_correlation_id() or new_correlation_id()
+        rows: list[tuple[NewNotification, OutboxEntry | None]] = []
+        for nid, cmd, tmpl, dec in (
+            (primary_id, command, template, decision),
+            (fallback_id, other, other_template, other_decision),
+        ):
+            entry = None
+            if dec.status is not NotificationStatus.SKIPPED:
+                message = build_message(nid, cmd, contact, tmpl, correlation_id, now)
+                entry = self._outbox_entry(message, dec)
+            rows.append((new_notification(nid, api_key, cmd, tmpl, dec), entry))
+        rows[0] = (replace(rows[0][0], fell_back_to=fallback_id), rows[0][1])
+        rows[1] = (replace(rows[1][0], fallback_of=primary_id), rows[1][1])
+        body = accepted_body(primary_id, command, decision)
+        body["data"]["fallback"] = accepted_body(fallback_id, other, other_decision)["data"]
+        return await self._write_many(rows, body, claim, (body["data"], body["data"]["fallback"]))
+
+    async def _write_many(
+        self,
+        rows: list[tuple[NewNotification, OutboxEntry | None]],
+        body: dict[str, Any],
+        claim: Claim | None,
+        timed: tuple[dict[str, Any], ...],
+    ) -> SendResult:
+        """Accept several notifications in one statement, fill the database's times into the
+        parts of the answer that show them, then publish what is due now."""
+        accepted = await self.store.accept_group(rows, _completion(claim, body))
+        for data in timed:
+            data["created_at"] = accepted.created_at
+            data["expires_at"] = accepted.expires_at
+        await asyncio.gather(
+            *(
+                self._publish(accepted.outbox_ids[n.id], entry, n.id, n.priority)
+                for n, entry in rows
+                if entry is not None and entry.kind == "publish" and n.id in accepted.outbox_ids
+            )
+        )
+        for n, _ in rows:
+            ACCEPTED.labels(n.notification_type, n.status).inc()
+        return SendResult(202, body)
+
+    async def _accept_group(
+        self, api_key: ApiKey, command: SendCommand, claim: Claim | None
+    ) -> SendResult:
+        """One notification per channel, each decided on its own (a push to a user with no
+        device is `skipped` while the email goes), written by one statement."""
+        now = datetime.now(UTC)
+        check_schedule(command, now)
+        contact = await self.contacts.get(command.user_id)
+        locale = command.locale or contact.locale
+        templates = [
+            await self.templates.active(command.template_code, channel.value, locale)
+            for channel in command.channels
+        ]
+        for template in templates:
+            check_variables(template, command.variables)
+        check_expiry(command, now)
+        group_id = uuid.uuid4()
+        correlation_id = get_correlation_id() or new_correlation_id()
+        rows: list[tuple[NewNotification, OutboxEntry | None]] = []
+        items: list[dict[str, Any]] = []
+        for channel, template in zip(command.channels, templates, strict=True):
+            single = replace(command, notification_type=channel, channels=())
+            decision = (
+                decide(contact, channel, now, template.category)
+                if command.send_at is None
+                else later(single)
+            )
+            notification_id = uuid.uuid4()
+            entry = None
+            if decision.status is not NotificationStatus.SKIPPED:
+                message = build_message(
+                    notification_id, single, contact, template, correlation_id, now
+                )
+                entry = self._outbox_entry(message, decision)
+            notification = new_notification(notification_id, api_key, single, template, decision)
+            rows.append((replace(notification, group_id=group_id), entry))
+            items.append(accepted_body(notification_id, single, decision)["data"])
+        body = ok(
+            {
+                "group_id": str(group_id),
+                "request_id": command.request_id,
+                "created_at": None,
+                "expires_at": None,
+                "notifications": items,
+            },
+            message=f"{len(items)} notifications accepted",
+        )
+        return await self._write_many(rows, body, claim, (body["data"], *items))
+
+    async def _publish(
+        self, outbox_id: int, entry: OutboxEntry, notification_id: uuid.UUID, priority: int
+    ) -> None:
+        await self.outbox.publish_inline(
+            outbox_id,
+            OutboxMessage(
+                routing_key=entry.routing_key,
+                body=entry.payload,
+                message_id=str(notification_id),
+                correlation_id=entry.correlation_id,
+                priority=priority,
+            ),
+        )
 
     async def release_decision(self, message: NotificationMessage) -> Decision:
         """A held notification's fate when it comes due, from the user's current contact."""
@@ -182,6 +373,22 @@ class SendService:
             available_at=None if queued else decision.release_at,
             grace_seconds=self.settings.outbox_inline_grace_seconds,
         )
+
+
+def _completion(claim: Claim | None, body: dict[str, Any]) -> IdempotencyCompletion | None:
+    return IdempotencyCompletion(claim.key, claim.token, 202, body) if claim else None
+
+
+def collapse(head: uuid.UUID) -> Decision:
+    return Decision(NotificationStatus.SKIPPED, COLLAPSED, f"collapsed into {head}")
+
+
+def collapsed_body(
+    notification_id: uuid.UUID, command: SendCommand, head: uuid.UUID
+) -> dict[str, Any]:
+    body = accepted_body(notification_id, command, collapse(head))
+    body["data"]["collapsed_into"] = str(head)
+    return body
 
 
 def new_notification(
@@ -226,7 +433,11 @@ def accepted_body(
         "scheduled_for": decision.release_at.isoformat() if decision.release_at else None,
         "expires_at": None,
     }
+    if command.collapse_key is not None:
+        data["collapsed_into"] = None
     message = _MESSAGES[decision.status]
+    if decision.code == SEND_AT:
+        message = "notification scheduled for its send_at"
     if decision.status is NotificationStatus.SKIPPED and decision.reason:
         message += f": {decision.reason}"
     return ok(data, message=message)
@@ -239,6 +450,44 @@ def check_expiry(command: SendCommand, now: datetime) -> None:
             "expires_at is in the past",
             details=[{"field": "expires_at", "message": "must be in the future"}],
         )
+
+
+def check_schedule(command: SendCommand, now: datetime) -> None:
+    """A `send_at` must be ahead, within a year, and before the notification would expire."""
+    send_at = command.send_at
+    if send_at is None:
+        return
+    if send_at <= now:
+        raise ValidationFailed(
+            "send_at is in the past",
+            code="send_at_in_past",
+            details=[{"field": "send_at", "message": "must be in the future"}],
+        )
+    if send_at > now + MAX_SEND_AHEAD:
+        raise ValidationFailed(
+            "send_at is more than a year ahead",
+            code="send_at_too_far",
+            details=[{"field": "send_at", "message": "must be at most 365 days ahead"}],
+        )
+    expires_at = command.expires_at
+    if expires_at is None and command.ttl_seconds is not None:
+        expires_at = now + timedelta(seconds=command.ttl_seconds)
+    if expires_at is not None and expires_at <= send_at:
+        raise ValidationFailed(
+            "the notification would expire before its send_at",
+            code="send_at_after_expiry",
+            details=[{"field": "send_at", "message": "must be before expires_at (or the ttl)"}],
+        )
+
+
+def later(command: SendCommand) -> Decision:
+    """Held until `send_at`: preferences, quiet hours and the contact are read at release, by
+    the same relay step that releases quiet-hours holds (`release_decision`)."""
+    assert command.send_at is not None
+    when = command.send_at.astimezone(UTC)
+    return Decision(
+        NotificationStatus.SCHEDULED, SEND_AT, f"scheduled for {when.isoformat()}", when
+    )
 
 
 def check_variables(template: TemplateVersion, variables: dict[str, Any]) -> None:

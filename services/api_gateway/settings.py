@@ -34,6 +34,9 @@ class GatewaySettings(Settings):
     outbox_batch_size: int = 200
     outbox_max_backoff_seconds: float = 30.0
 
+    # --- topic sends: subscribers per fan-out chunk (each chunk its own transactions) -----
+    broadcast_chunk_size: int = 500
+
     # --- the reconciler (one pass at a time across gateways) -----------------------------
     reconcile_interval_seconds: float = 10.0
     # A lapsed claim, an overdue retry or a lost schedule is enqueued again this long after

@@ -79,3 +79,59 @@ outbox = Table(
     Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
     Index("ix_outbox_available_at", "available_at"),
 )
+
+# A send's `collapse_key`: the notification that opened the window and when it ends.
+collapse_windows = Table(
+    "collapse_windows",
+    metadata,
+    Column("api_key_id", UUID(as_uuid=True), primary_key=True),
+    Column("user_id", UUID(as_uuid=True), primary_key=True),
+    Column("channel", String(16), primary_key=True),
+    Column("collapse_key", String(128), primary_key=True),
+    Column("notification_id", UUID(as_uuid=True), nullable=False),
+    Column("window_ends_at", DateTime(timezone=True), nullable=False),
+    Index("ix_collapse_windows_window_ends_at", "window_ends_at"),
+)
+
+# Topics: subscribers per API key, and one `broadcasts` row per topic send with its fan-out's
+# cursor (the fan-out goes in chunks; a lease lets another gateway take over after a crash).
+topics = Table(
+    "topics",
+    metadata,
+    Column("api_key_id", UUID(as_uuid=True), primary_key=True),
+    Column("key", String(128), primary_key=True),
+    Column("description", Text, nullable=True),
+    Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+)
+
+topic_subscribers = Table(
+    "topic_subscribers",
+    metadata,
+    Column("api_key_id", UUID(as_uuid=True), primary_key=True),
+    Column("topic_key", String(128), primary_key=True),
+    Column("user_id", UUID(as_uuid=True), primary_key=True),
+    Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+)
+
+broadcasts = Table(
+    "broadcasts",
+    metadata,
+    Column("id", UUID(as_uuid=True), primary_key=True),
+    Column("api_key_id", UUID(as_uuid=True), nullable=False),
+    Column("topic_key", String(128), nullable=False),
+    Column("request", JSONB, nullable=False),
+    Column("total", Integer, nullable=False),
+    Column("fanned_out", Integer, nullable=False, server_default="0"),
+    Column("not_sent", Integer, nullable=False, server_default="0"),
+    Column("cursor", UUID(as_uuid=True), nullable=True),
+    Column("state", String(16), nullable=False, server_default="fanning_out"),
+    Column("lease_until", DateTime(timezone=True), nullable=True),
+    Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Index(
+        "ix_broadcasts_fanning_out",
+        "created_at",
+        postgresql_where=text("state = 'fanning_out'"),
+    ),
+)

@@ -32,24 +32,27 @@ class _State(Enum):
 @dataclass
 class _Entry:
     incoming: AbstractIncomingMessage
+    channel: int
+    """Which channel delivered it, read once at delivery: aio-pika raises on
+    `incoming.channel` once that channel has closed, and settling must still work then."""
     state: _State = _State.IN_PROGRESS
 
 
 class AckWindow:
     def __init__(self) -> None:
         self._channels: dict[int, deque[_Entry]] = {}
-        self._entries: dict[tuple[int, int], _Entry] = {}
+        self._entries: dict[int, _Entry] = {}
+        """By `id(incoming)`: looking a delivery up never touches its (maybe dead) channel."""
 
     def track(self, incoming: AbstractIncomingMessage) -> None:
-        """Call in delivery order, as soon as a message arrives."""
-        key = _key(incoming)
-        entry = _Entry(incoming)
-        self._channels.setdefault(key[0], deque()).append(entry)
-        self._entries[key] = entry
+        """Call in delivery order, as soon as a message arrives (its channel is open then)."""
+        entry = _Entry(incoming, id(incoming.channel))
+        self._channels.setdefault(entry.channel, deque()).append(entry)
+        self._entries[id(incoming)] = entry
 
     def is_open(self, incoming: AbstractIncomingMessage) -> bool:
         """Tracked and not settled yet."""
-        return _key(incoming) in self._entries
+        return id(incoming) in self._entries
 
     async def ack(self, incoming: AbstractIncomingMessage) -> None:
         await self.ack_many([incoming])
@@ -57,21 +60,21 @@ class AckWindow:
     async def ack_many(self, incomings: Iterable[AbstractIncomingMessage]) -> None:
         channels: set[int] = set()
         for incoming in incomings:
-            entry = self._entries.pop(_key(incoming), None)
+            entry = self._entries.pop(id(incoming), None)
             if entry is None:
                 await _settle_quietly(incoming.ack())
                 continue
             entry.state = _State.SETTLED
-            channels.add(_key(incoming)[0])
+            channels.add(entry.channel)
         for channel in channels:
             await self._flush(channel)
 
     async def nack(self, incoming: AbstractIncomingMessage, *, requeue: bool = True) -> None:
-        entry = self._entries.pop(_key(incoming), None)
+        entry = self._entries.pop(id(incoming), None)
+        await _settle_quietly(incoming.nack(requeue=requeue))
         if entry is not None:
             entry.state = _State.DONE
-        await _settle_quietly(incoming.nack(requeue=requeue))
-        await self._flush(_key(incoming)[0])
+            await self._flush(entry.channel)
 
     async def _flush(self, channel: int) -> None:
         queue = self._channels.get(channel)
@@ -92,10 +95,6 @@ class AckWindow:
             entry.state = _State.DONE
         for entry in behind:  # (deliveries may arrive while these are sent)
             await _settle_quietly(entry.incoming.ack())
-
-
-def _key(incoming: AbstractIncomingMessage) -> tuple[int, int]:
-    return id(incoming.channel), incoming.delivery_tag or 0
 
 
 SETTLE_TIMEOUT_SECONDS = 5.0

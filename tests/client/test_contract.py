@@ -143,6 +143,7 @@ def test_the_send_body_validates_against_the_contract() -> None:
         priority="high",
         locale="en-GB",
         metadata={"campaign": "spring"},
+        send_at=datetime.now(UTC) + timedelta(minutes=30),
         expires_at=datetime.now(UTC) + timedelta(hours=1),
     ).body()
     # Everything the contract knows is sent when set (`ttl_seconds` is the other way to say

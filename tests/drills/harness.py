@@ -9,7 +9,7 @@ received per marker. The tally is printed as the drill's last line:
 
 `duplicates` counts copies a user would see twice (another `Message-ID`, another collapse key);
 `lost` is a notification that reads `delivered` but never arrived; `unexpected` a send that got
-no 202 and arrived anyway; `stuck` one still open when the drill gave up waiting;
+no 202 (after the retries any client makes with the same request id) and arrived anyway; `stuck` one still open when the drill gave up waiting;
 `same_id_copies` copies that repeat one already received under the same identity, which the
 mailbox or device replaces (the one window left: a crash after the provider accepted).
 """
@@ -37,8 +37,9 @@ from scripts.seed import seed_all
 from shared.settings import Settings
 from tests.e2e.conftest import stack_env, stack_settings
 
-TERMINAL = {"delivered", "failed", "skipped", "expired"}
+TERMINAL = {"delivered", "failed", "skipped", "expired", "cancelled"}
 INBOX_CAPACITY = 50_000
+SEND_TRIES = 3
 
 # Drills send far more to one user than the production limits allow one user a minute.
 DRILL_ENV = {"GATEWAY_RATE_LIMIT_PER_USER": "1000000", "GATEWAY_RATE_LIMIT_PER_KEY": "1000000"}
@@ -167,12 +168,20 @@ class Drill:
             "request_id": str(uuid.uuid4()),
         }
         try:
-            response = await client.post("/v1/notifications/send", json=body)
-            sent.status_code = response.status_code
-            if response.status_code == 202:
-                sent.notification_id = response.json()["data"]["notification_id"]
-        except httpx.HTTPError:
-            sent.status_code = 0
+            # As every client should (ours does): a 503 or a lost answer is retried with the
+            # same request id, which replays the first answer if the first try did commit.
+            for _ in range(SEND_TRIES):
+                try:
+                    response = await client.post("/v1/notifications/send", json=body)
+                except httpx.HTTPError:
+                    sent.status_code = 0
+                    continue
+                sent.status_code = response.status_code
+                if response.status_code == 202:
+                    sent.notification_id = response.json()["data"]["notification_id"]
+                if response.status_code not in (409, 503):
+                    break
+                await asyncio.sleep(0.5)  # the client's backoff, not a synchronisation
         finally:
             gate.release()
 

@@ -168,6 +168,8 @@ async def test_signing_keys_rotate_by_kid(base_settings: Settings, tmp_path: Pat
             "user_service_url": f"http://127.0.0.1:{port}",
             "jwks_cache_seconds": 0.5,
             "jwks_refetch_min_seconds": 0.0,
+            # A user service just started in a thread of a busy machine may answer slowly.
+            "http_timeout_seconds": 10.0,
         }
     )
     account = await create_account(base_settings)

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
+from aiormq.exceptions import ChannelInvalidStateError
 
 from shared.messaging import acks
 from shared.messaging.acks import AckWindow
@@ -16,9 +17,16 @@ from shared.messaging.acks import AckWindow
 @dataclass
 class Delivery:
     delivery_tag: int
-    channel: Any
+    delivered_on: Any
     hang: bool = False
     settled: list[tuple[str, int, bool]] = field(default_factory=list)
+    closed: bool = False
+
+    @property
+    def channel(self) -> Any:
+        if self.closed:  # what aio-pika does once the channel has closed
+            raise ChannelInvalidStateError
+        return self.delivered_on
 
     async def ack(self, multiple: bool = False) -> None:
         if self.hang:
@@ -64,3 +72,16 @@ async def test_an_ack_on_a_dead_channel_gives_up_instead_of_hanging(
     await asyncio.wait_for(window.ack(stuck), 5)  # type: ignore[arg-type]
     assert stuck.settled == []
     assert not window.is_open(stuck)  # type: ignore[arg-type]
+
+
+async def test_deliveries_of_a_closed_channel_still_settle_without_raising() -> None:
+    """After a connection loss aio-pika raises on `incoming.channel`: the window must still
+    settle (quietly) what it tracked, or the worker's outcome recorder dies with it."""
+    window = AckWindow()
+    first, second = _deliveries(2)
+    window.track(first)  # type: ignore[arg-type]
+    window.track(second)  # type: ignore[arg-type]
+    first.closed = second.closed = True
+    await window.ack(first)  # type: ignore[arg-type]
+    await window.nack(second)  # type: ignore[arg-type]
+    assert not window.is_open(first) and not window.is_open(second)  # type: ignore[arg-type]

@@ -101,6 +101,10 @@ class Accepted(_Response):
     status_reason: str | None = None
     scheduled_for: datetime | None = None
     expires_at: datetime | None = None
+    collapsed_into: uuid.UUID | None = None
+    """Only with a `collapse_key`: the notification whose window this send fell into."""
+    fallback: Accepted | None = None
+    """Only with a `fallback`: the other channel's notification, sent if this one is not."""
 
     _replayed: bool = PrivateAttr(default=False)
 
@@ -139,6 +143,12 @@ class Notification(_Response):
     created_at: datetime
     updated_at: datetime
     delivered_at: datetime | None = None
+    group_id: uuid.UUID | None = None
+    """Set when one send made it with others, for several channels."""
+    fell_back_to: uuid.UUID | None = None
+    """Its fallback notification, sent if this one is not delivered."""
+    fallback_of: uuid.UUID | None = None
+    """The notification this one is the fallback of."""
 
     @property
     def is_terminal(self) -> bool:

@@ -1,7 +1,7 @@
 """email suppression list
 
 Revision ID: gw_0050
-Revises: gw_0004
+Revises: gw_0008
 Create Date: 2026-12-08
 
 `suppressions`: addresses no email is sent to any more (a hard bounce, a complaint, or an
@@ -15,7 +15,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "gw_0050"
-down_revision: str | None = "gw_0004"
+down_revision: str | None = "gw_0008"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
