@@ -128,3 +128,24 @@ async def test_the_user_service_down_is_503_and_a_retry_works(
     await upstream.start()
     again = await gw.client.post(f"/u/{token}", headers=FORM, **ONE_CLICK)
     assert again.status_code == 200
+
+
+async def test_several_channels_skip_only_the_opted_out_one(
+    gw: Running, upstream: Upstream
+) -> None:
+    upstream.add_template("news", "email", category="marketing")
+    upstream.add_template("news", "push", category="marketing")
+    user_id = upstream.add_user(
+        devices=[{"token": "tok-news", "platform": "android"}],
+        categories={"marketing": {"email": False}},
+    )
+    body = send_body(user_id, template_code="news", channels=["push", "email"])
+    del body["notification_type"]
+    response = await gw.client.post("/v1/notifications/send", json=body, headers=gw.headers)
+    assert response.status_code == 202, response.text
+    outcomes = {
+        n["notification_type"]: (n["status"], n.get("status_reason"))
+        for n in response.json()["data"]["notifications"]
+    }
+    assert outcomes["push"][0] == "queued"
+    assert outcomes["email"] == ("skipped", "opted_out")
