@@ -22,6 +22,13 @@ from shared.rendering import TemplateFields, channel_fields, nest_data, render
 
 Channel = Literal["email", "push"]
 Platform = Literal["android", "ios", "web"]
+Category = Literal["transactional", "marketing"]
+"""What a template sends: `transactional` mail (a receipt, a password reset) answers something
+the user did and always goes out while the channel is on; any other category carries a
+one-click unsubscribe link and can be turned off on its own."""
+OptOutCategory = Literal["marketing"]
+"""The categories a user may turn off per channel (every category but `transactional`)."""
+TRANSACTIONAL: Category = "transactional"
 
 
 class _Contract(BaseModel):
@@ -47,6 +54,20 @@ class ContactPreferences(_Contract):
     email: bool = True
     push: bool = True
     quiet_hours: QuietHours | None = None
+    categories: dict[OptOutCategory, dict[Channel, bool]] = Field(
+        default_factory=dict,
+        description='per-category switches by channel, e.g. `{"marketing": {"email": '
+        "false}}`; a category or channel not named is on",
+    )
+
+    def allows(self, channel: str, category: str) -> bool:
+        """Whether `category` may be sent on `channel` (the channel switch aside)."""
+        if category == TRANSACTIONAL:
+            return True
+        for name, switches in self.categories.items():
+            if name == category:
+                return next((on for ch, on in switches.items() if ch == channel), True)
+        return True
 
 
 class Contact(_Contract):
@@ -72,6 +93,7 @@ class TemplateVersion(_Contract):
     locale: str
     version: int
     name: str
+    category: Category = TRANSACTIONAL
     subject: str | None = None
     text_body: str | None = None
     html_body: str | None = None

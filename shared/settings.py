@@ -13,6 +13,7 @@ naming the variables and a non-zero exit, without a traceback.
 
 from __future__ import annotations
 
+import re
 from functools import lru_cache
 from typing import Any, Literal, TypeVar
 from urllib.parse import urlsplit
@@ -32,7 +33,9 @@ DEMO_DEFAULTS: dict[str, str] = {
     "demo_api_key": "demo-api-key-0123456789abcdef",
 }
 SHIPPED_INTERNAL_API_KEY = "dev-internal-key-change-me"
+SHIPPED_UNSUBSCRIBE_SECRET = "dev-unsubscribe-secret-change-me"
 MIN_SECRET_BYTES = 32
+_MAILBOX = re.compile(r"[A-Za-z0-9!#$%&'*+/=^_`{|}~.-]{1,64}@[A-Za-z0-9.-]{1,253}")
 
 
 class Settings(BaseSettings):
@@ -82,6 +85,9 @@ class Settings(BaseSettings):
 
     # --- secrets -------------------------------------------------------------------------
     internal_api_key: SecretStr = SecretStr(SHIPPED_INTERNAL_API_KEY)
+    # Signs the one-click unsubscribe links (`shared/unsubscribe.py`): the email worker makes
+    # them, the gateway checks them. Changing it voids every link already sent.
+    unsubscribe_secret: SecretStr = SecretStr(SHIPPED_UNSUBSCRIBE_SECRET)
     # The user service's Ed25519 signing key (PKCS#8 PEM), inline or as a file; only the user
     # service reads them (it refuses to start in production without one). Elsewhere an unset
     # key is generated once into `.run/`. Previous public keys (a PEM bundle) stay published
@@ -168,7 +174,11 @@ class Settings(BaseSettings):
     smtp_pool_size: int = 16
     email_from_address: str = "notifications@example.com"
     email_from_name: str = "Notifications"
-    email_unsubscribe_url: str | None = None
+    # Where people reach the gateway from outside (the unsubscribe links point there; use an
+    # https URL in production: RFC 8058 one-click needs it), and an optional mailbox that takes
+    # `subject=unsubscribe-<token>` mails, offered as the second `List-Unsubscribe` choice.
+    public_base_url: str = "http://127.0.0.1:8080"
+    unsubscribe_mailto: str | None = None
 
     # --- push (FCM HTTP v1) --------------------------------------------------------------
     fcm_base_url: str = "http://127.0.0.1:8085"
@@ -189,7 +199,11 @@ class Settings(BaseSettings):
     demo_api_key: SecretStr | None = None
 
     @field_validator(
-        "jwt_private_key", "jwt_private_key_file", "jwt_previous_public_keys_file", mode="before"
+        "jwt_private_key",
+        "jwt_private_key_file",
+        "jwt_previous_public_keys_file",
+        "unsubscribe_mailto",
+        mode="before",
     )
     @classmethod
     def _empty_is_unset(cls, value: Any) -> Any:
@@ -207,6 +221,24 @@ class Settings(BaseSettings):
     def _sentinel_url_is_complete(cls, value: str) -> str:
         if urlsplit(value).scheme == SENTINEL_SCHEME:
             parse_sentinel_url(value)  # a ValueError names the problem, never the URL
+        return value
+
+    @field_validator("public_base_url")
+    @classmethod
+    def _public_url(cls, value: str) -> str:
+        # It goes into an email header: a plain http(s) URL, nothing that could split a header.
+        parts = urlsplit(value)
+        if parts.scheme not in ("http", "https") or not parts.netloc or not value.isprintable():
+            raise ValueError("must be an http or https URL")
+        if any(c in value for c in " <>,?#"):
+            raise ValueError("must be a base URL without spaces, <>, commas, query or fragment")
+        return value
+
+    @field_validator("unsubscribe_mailto")
+    @classmethod
+    def _mailbox(cls, value: str | None) -> str | None:
+        if value is not None and not _MAILBOX.fullmatch(value):
+            raise ValueError("must be a plain email address (name@domain)")
         return value
 
     @model_validator(mode="before")
@@ -237,11 +269,12 @@ class Settings(BaseSettings):
             for field in DEMO_DEFAULTS
             if _given(getattr(self, field))
         ]
-        internal_key = self.internal_api_key.get_secret_value()
-        if internal_key == SHIPPED_INTERNAL_API_KEY:
-            problems.append("INTERNAL_API_KEY is the shipped default; set a random value")
-        elif len(internal_key.encode()) < MIN_SECRET_BYTES:
-            problems.append(f"INTERNAL_API_KEY is shorter than {MIN_SECRET_BYTES} bytes")
+        problems += _secret_problems(
+            "INTERNAL_API_KEY", self.internal_api_key, SHIPPED_INTERNAL_API_KEY
+        )
+        problems += _secret_problems(
+            "UNSUBSCRIBE_SECRET", self.unsubscribe_secret, SHIPPED_UNSUBSCRIBE_SECRET
+        )
         if urlsplit(self.rabbitmq_url).password == "guest":
             problems.append("RABBITMQ_URL uses the shipped guest credentials")
         return problems
@@ -258,6 +291,16 @@ class Settings(BaseSettings):
         if self.expose_docs is not None:
             return self.expose_docs
         return self.environment != "production"
+
+
+def _secret_problems(name: str, secret: SecretStr, shipped: str) -> list[str]:
+    """A shared secret left at its shipped value or too short to resist guessing."""
+    value = secret.get_secret_value()
+    if value == shipped:
+        return [f"{name} is the shipped default; set a random value"]
+    if len(value.encode()) < MIN_SECRET_BYTES:
+        return [f"{name} is shorter than {MIN_SECRET_BYTES} bytes"]
+    return []
 
 
 def _given(value: object) -> bool:

@@ -15,7 +15,7 @@ from sqlalchemy.exc import InterfaceError as SQLAlchemyInterfaceError
 from sqlalchemy.exc import OperationalError as SQLAlchemyOperationalError
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from services.api_gateway import console
+from services.api_gateway import console, unsubscribe
 from services.api_gateway.api_keys import ApiKeyStore
 from services.api_gateway.breaker import CircuitBreaker
 from services.api_gateway.broadcasts import Broadcasts
@@ -240,6 +240,10 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         app.state.operators = OperatorAuth(settings, gateway.api_keys, tokens)
         app.state.console = Console.open(settings, gateway.pool)
         stack.push_async_callback(app.state.console.aclose)
+        # --- unsubscribe links (services/api_gateway/unsubscribe.py) ------------------
+        app.state.unsubscriber = await stack.enter_async_context(
+            unsubscribe.open_unsubscriber(settings)
+        )
         yield
 
 
@@ -283,4 +287,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     for console_router in console.routers():
         app.include_router(console_router)
     app.mount(console.STATIC_URL, console.static_files(), name="console-static")
+    # --- unsubscribe links (services/api_gateway/unsubscribe.py) --------------------------
+    app.include_router(unsubscribe.router)
     return app

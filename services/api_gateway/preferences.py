@@ -1,7 +1,8 @@
 """What the user's preferences say about one notification: send, skip, or hold.
 
-A channel the user turned off (or a push with no device, an email with no address) is
-accepted as `skipped` with a reason and never published. Quiet hours (a daily window in the
+A channel the user turned off, or the template's category turned off on that channel (both
+`opted_out`), a push with no device or an email with no address is accepted as `skipped` with
+a reason and never published. Quiet hours (a daily window in the
 user's time zone, possibly across midnight) hold the notification as `scheduled` until they end;
 the outbox relay releases it then.
 """
@@ -12,7 +13,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, time, timedelta
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from shared.contracts import Contact
+from shared.contracts import TRANSACTIONAL, Contact
 from shared.messaging.message import Channel
 from shared.notification_status import NotificationStatus
 
@@ -32,8 +33,12 @@ SEND = Decision(NotificationStatus.QUEUED)
 SKIP = NotificationStatus.SKIPPED
 
 
-def decide(contact: Contact, channel: Channel, now: datetime) -> Decision:
+def decide(
+    contact: Contact, channel: Channel, now: datetime, category: str = TRANSACTIONAL
+) -> Decision:
     prefs = contact.preferences
+    if not prefs.allows(channel.value, category):
+        return Decision(SKIP, "opted_out", f"the user turned off {category} {channel.value}")
     if channel is Channel.EMAIL:
         if not prefs.email:
             return Decision(SKIP, "opted_out", "the user turned off email")

@@ -142,7 +142,11 @@ class SendService:
         )
         check_variables(template, command.variables)
         check_expiry(command, now)
-        decision = decide(contact, channel, now) if command.send_at is None else later(command)
+        decision = (
+            decide(contact, channel, now, template.category)
+            if command.send_at is None
+            else later(command)
+        )
         if command.fallback_channel is not None:
             return await self._accept_with_fallback(
                 api_key, command, claim, (contact, template, decision), now
@@ -232,7 +236,7 @@ class SendService:
         check_variables(other_template, command.variables)
         primary_id, fallback_id = uuid.uuid4(), uuid.uuid4()
         if decision.status is NotificationStatus.SKIPPED:
-            other_decision = decide(contact, other.notification_type, now)
+            other_decision = decide(contact, other.notification_type, now, other_template.category)
         else:
             deadline = (decision.release_at or now) + timedelta(
                 seconds=command.fallback_after_seconds
@@ -306,7 +310,11 @@ class SendService:
         items: list[dict[str, Any]] = []
         for channel, template in zip(command.channels, templates, strict=True):
             single = replace(command, notification_type=channel, channels=())
-            decision = decide(contact, channel, now) if command.send_at is None else later(single)
+            decision = (
+                decide(contact, channel, now, template.category)
+                if command.send_at is None
+                else later(single)
+            )
             notification_id = uuid.uuid4()
             entry = None
             if decision.status is not NotificationStatus.SKIPPED:
@@ -349,7 +357,9 @@ class SendService:
             contact = await self.contacts.get(message.user_id)
         except UserNotFound:
             return Decision(NotificationStatus.SKIPPED, "user_deleted", "the user no longer exists")
-        return decide(contact, message.notification_type, datetime.now(UTC))
+        return decide(
+            contact, message.notification_type, datetime.now(UTC), message.template.category
+        )
 
     def _outbox_entry(self, message: NotificationMessage, decision: Decision) -> OutboxEntry:
         """Published at once (the relay takes it after a grace if the inline publish fails),
@@ -528,7 +538,12 @@ def build_message(
         notification_type=command.notification_type,
         user_id=command.user_id,
         recipient=recipient,
-        template=TemplateRef(code=template.code, version=template.version, locale=template.locale),
+        template=TemplateRef(
+            code=template.code,
+            version=template.version,
+            locale=template.locale,
+            category=template.category,
+        ),
         variables=command.variables,
         priority=command.priority,
         request_id=command.request_id,

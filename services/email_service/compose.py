@@ -84,7 +84,9 @@ class OutgoingEmail:
     text: str | None
     html: str | None
     message_id: str
-    unsubscribe_url: str | None = None
+    list_unsubscribe: str | None = None
+    """The `List-Unsubscribe` value (`<https://...>, <mailto:...>`); with it goes
+    `List-Unsubscribe-Post: List-Unsubscribe=One-Click` (RFC 8058)."""
     headers: tuple[tuple[str, str], ...] = ()
 
 
@@ -110,11 +112,9 @@ def build_message(email: OutgoingEmail) -> MIMEMultipart | MIMENonMultipart:
     message["To"] = _display(email.to_name, to_address, "recipient")
     message["Date"] = formatdate(usegmt=True)
     message["Message-ID"] = safe_header(email.message_id, "message id")
-    if email.unsubscribe_url:
-        url = safe_header(email.unsubscribe_url, "unsubscribe url")
-        message["List-Unsubscribe"] = f"<{url}>"
-        if url.startswith("https://"):
-            message["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
+    if email.list_unsubscribe:
+        message["List-Unsubscribe"] = safe_header(email.list_unsubscribe, "list-unsubscribe")
+        message["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
     for name, value in email.headers:
         message[safe_header(name, "header name")] = safe_header(value, name)
     return message

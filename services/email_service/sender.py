@@ -12,6 +12,10 @@ Every failure is classified once, here, for the shared consumer runtime:
   render error, a value that would inject a header. A recipient refused with `5.1.x` (no such
   mailbox) is a hard bounce: the address also goes on the suppression list, and every later
   send to it ends `skipped` (`suppressed`) before any SMTP connection.
+
+A non-transactional message (`message.template.category`) carries `List-Unsubscribe` with a
+signed one-click link to the gateway (`shared/unsubscribe.py`), and the mailto choice when
+`UNSUBSCRIBE_MAILTO` is set; transactional mail carries neither.
 """
 
 from __future__ import annotations
@@ -32,6 +36,7 @@ from services.email_service.compose import (
     message_id_for,
 )
 from services.email_service.smtp_pool import OutcomeUnknown, SmtpPool
+from shared.contracts import TRANSACTIONAL
 from shared.messaging.delivery import (
     Attempt,
     DeliveryResult,
@@ -46,6 +51,7 @@ from shared.messaging.message import NotificationMessage
 from shared.settings import Settings
 from shared.suppressions import SuppressionList, SuppressionReason
 from shared.tracing import span
+from shared.unsubscribe import Unsubscribe, make_token, unsubscribe_url
 
 logger = logging.getLogger("services.email_service.sender")
 
@@ -87,7 +93,7 @@ class EmailSender:
             text=rendered.get("text_body"),
             html=rendered.get("html_body"),
             message_id=message_id_for(message.notification_id, self.settings.email_from_address),
-            unsubscribe_url=unsubscribe_url(self.settings, message),
+            list_unsubscribe=list_unsubscribe(self.settings, message),
             headers=(("X-Notification-ID", str(message.notification_id)),),
         )
         with span(
@@ -182,11 +188,16 @@ def provider_id(reply: str) -> str:
     return match.group(1) if match else reply.strip()[:200]
 
 
-def unsubscribe_url(settings: Settings, message: NotificationMessage) -> str | None:
-    """`email_unsubscribe_url` with `{user_id}` and `{notification_id}` filled in, if set."""
-    template = settings.email_unsubscribe_url
-    if not template:
+def list_unsubscribe(settings: Settings, message: NotificationMessage) -> str | None:
+    """The `List-Unsubscribe` value of a non-transactional message (None for transactional):
+    the gateway's one-click URL, then the mailto choice if configured (RFC 2369 order: the
+    client takes the first it can use)."""
+    category = message.template.category
+    if category == TRANSACTIONAL:
         return None
-    return template.replace("{user_id}", str(message.user_id)).replace(
-        "{notification_id}", str(message.notification_id)
-    )
+    request = Unsubscribe(user_id=message.user_id, channel="email", category=category)
+    token = make_token(settings.unsubscribe_secret.get_secret_value(), request)
+    links = [f"<{unsubscribe_url(settings.public_base_url, token)}>"]
+    if settings.unsubscribe_mailto:
+        links.append(f"<mailto:{settings.unsubscribe_mailto}?subject=unsubscribe-{token}>")
+    return ", ".join(links)

@@ -57,6 +57,7 @@ def version_out(template: Template, row: TemplateVersion) -> VersionOut:
         locale=row.locale,
         version=row.version,
         name=template.name,
+        category=template.category,  # type: ignore[arg-type]
         subject=row.subject,
         text_body=row.text_body,
         html_body=row.html_body,
@@ -76,6 +77,7 @@ def template_out(template: Template, locales: Sequence[tuple[str, int, int]]) ->
         code=template.code,
         channel=template.channel,  # type: ignore[arg-type]
         name=template.name,
+        category=template.category,  # type: ignore[arg-type]
         description=template.description,
         locales=[
             LocaleOut(locale=loc, active_version=a, latest_version=n) for loc, a, n in locales
@@ -194,6 +196,7 @@ class TemplateCatalog:
                 channel=body.channel,
                 name=body.name,
                 description=body.description,
+                category=body.category,
                 created_by=created_by,
             )
             if template is None:
@@ -216,7 +219,12 @@ class TemplateCatalog:
         if template is None or template.deleted_at is None:
             raise TemplateExists(f"template {body.code!r} ({body.channel}) exists")
         await repo.touch(
-            session, template.id, deleted_at=None, name=body.name, description=body.description
+            session,
+            template.id,
+            deleted_at=None,
+            name=body.name,
+            description=body.description,
+            category=body.category,
         )
         return template
 
@@ -230,7 +238,11 @@ class TemplateCatalog:
             )
             changes = {
                 k: v
-                for k, v in (("name", body.name), ("description", body.description))
+                for k, v in (
+                    ("name", body.name),
+                    ("description", body.description),
+                    ("category", body.category),
+                )
                 if v is not None
             }
             if changes:
@@ -272,11 +284,13 @@ class TemplateCatalog:
         code_prefix: str | None,
         page: int,
         limit: int,
+        category: str | None = None,
     ) -> tuple[list[TemplateOut], int]:
         async with session_scope(self.sessions) as session:
             rows, total = await repo.list_templates(
                 session,
                 channel=channel,
+                category=category,
                 locale=locale,
                 code_prefix=code_prefix,
                 page=page,

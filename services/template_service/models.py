@@ -1,6 +1,6 @@
 """The template service's tables (PostgreSQL schema `template_service`).
 
-A template is a (code, channel) with a name; each of its locales has numbered, immutable
+A template is a (code, channel) with a name and a category; each of its locales has numbered, immutable
 versions and one active version (`template_locales.active_version`). Version numbers are unique
 per (template, locale) by constraint, and new ones are taken under a row lock on the template,
 so two concurrent saves can never produce the same number.
@@ -45,6 +45,11 @@ class Template(Base):
     code: Mapped[str] = mapped_column(String(64), nullable=False)
     channel: Mapped[str] = mapped_column(String(8), nullable=False)
     name: Mapped[str] = mapped_column(String(200), nullable=False)
+    # `transactional` or e.g. `marketing` (`shared.contracts.Category`): every version of the
+    # template carries it; only non-transactional mail gets an unsubscribe link.
+    category: Mapped[str] = mapped_column(
+        String(32), nullable=False, server_default="transactional"
+    )
     description: Mapped[str | None] = mapped_column(Text, nullable=True)
     created_by: Mapped[str | None] = mapped_column(String(64), nullable=True)
     created_at: Mapped[datetime] = mapped_column(

@@ -51,11 +51,17 @@ async def templates_by_code(
 
 
 def _filtered(
-    query: Select[Any], channel: str | None, locale: str | None, code_prefix: str | None
+    query: Select[Any],
+    channel: str | None,
+    locale: str | None,
+    code_prefix: str | None,
+    category: str | None = None,
 ) -> Select[Any]:
     query = query.where(Template.deleted_at.is_(None))
     if channel:
         query = query.where(Template.channel == channel)
+    if category:
+        query = query.where(Template.category == category)
     if code_prefix:
         query = query.where(Template.code.like(_escape_like(code_prefix) + "%", escape="\\"))
     if locale:
@@ -75,14 +81,17 @@ async def list_templates(
     code_prefix: str | None,
     page: int,
     limit: int,
+    category: str | None = None,
 ) -> tuple[Sequence[Template], int]:
     total = await session.scalar(
-        _filtered(select(func.count()).select_from(Template), channel, locale, code_prefix)
+        _filtered(
+            select(func.count()).select_from(Template), channel, locale, code_prefix, category
+        )
     )
     rows = (
         (
             await session.execute(
-                _filtered(select(Template), channel, locale, code_prefix)
+                _filtered(select(Template), channel, locale, code_prefix, category)
                 .order_by(Template.code, Template.channel)
                 .offset((page - 1) * limit)
                 .limit(limit)
@@ -138,6 +147,7 @@ async def insert_template(
     channel: str,
     name: str,
     description: str | None,
+    category: str,
     created_by: str | None,
 ) -> Template | None:
     """A new template row, or None when (code, channel) is taken (even by a deleted one)."""
@@ -150,6 +160,7 @@ async def insert_template(
             channel=channel,
             name=name,
             description=description,
+            category=category,
             created_by=created_by,
         )
         .on_conflict_do_nothing(constraint="uq_templates_code_channel")

@@ -23,6 +23,7 @@ from services.template_service.schemas import (
     VersionOut,
 )
 from shared.auth import require_internal_key
+from shared.contracts import Category
 from shared.envelope import Envelope, ok
 from shared.errors import ValidationFailed, error_responses
 from shared.locales import normalize_locale
@@ -98,9 +99,11 @@ async def list_templates(
     pagination: PaginationQuery,
     channel: Channel | None = None,
     code: Annotated[str | None, Query(max_length=64, description="code prefix")] = None,
+    category: Category | None = None,
 ) -> Body:
     items, total = await catalog.list(
         channel=channel,
+        category=category,
         locale=locale,
         code_prefix=code,
         page=pagination.page,

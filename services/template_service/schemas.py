@@ -15,6 +15,7 @@ from pydantic import (
 )
 
 # One version's body is an internal contract, defined once for the service and its readers.
+from shared.contracts import Category
 from shared.contracts import TemplateVersion as VersionOut
 from shared.locales import normalize_locale
 from shared.template_client import CODE_PATTERN
@@ -83,10 +84,18 @@ class _LocaleMixin(BaseModel):
         return None if value is None else normalize_locale(value)
 
 
+CATEGORY_HELP = (
+    "`transactional` (the default: answers something the user did, always sent while the "
+    "channel is on) or `marketing` (carries a one-click unsubscribe link; the user can turn "
+    "it off per channel)"
+)
+
+
 class TemplateCreate(VersionFields, _LocaleMixin):
     code: Code
     name: Name
     description: Description | None = None
+    category: Category = Field(default="transactional", description=CATEGORY_HELP)
 
 
 class TemplateUpdate(VersionFields, _LocaleMixin):
@@ -94,6 +103,9 @@ class TemplateUpdate(VersionFields, _LocaleMixin):
 
     name: Name | None = None
     description: Description | None = None
+    category: Category | None = Field(
+        default=None, description=CATEGORY_HELP + "; unset keeps the template's"
+    )
 
 
 class ActivateRequest(_LocaleMixin):
@@ -128,6 +140,7 @@ class TemplateOut(BaseModel):
     code: str
     channel: Channel
     name: str
+    category: Category
     description: str | None = None
     locales: list[LocaleOut]
     created_by: str | None = None

@@ -1,5 +1,6 @@
-"""The demo's `welcome` templates (email and push, locale `en`), created idempotently by
-`make run`: a template that exists (even soft-deleted) is left as it is."""
+"""The demo's templates, created idempotently by `make run` (a template that exists, even
+soft-deleted, is left as it is): `welcome` (email and push, locale `en`, transactional) and
+`newsletter` (email, `marketing`: it carries a one-click unsubscribe link)."""
 
 from __future__ import annotations
 
@@ -37,6 +38,18 @@ WELCOME_PUSH = TemplateCreate(
     data={"link": "{{ link }}"},
 )
 
+NEWSLETTER_EMAIL = TemplateCreate(
+    code="newsletter",
+    channel="email",
+    name="Newsletter",
+    description="News for everyone who has not unsubscribed.",
+    category="marketing",
+    locale="en",
+    subject="News for {{ name }}",
+    text_body="Hi {{ name }},\n\n{{ news }}\n",
+    html_body="<p>Hi {{ name }},</p>\n<p>{{ news }}</p>\n",
+)
+
 
 async def seed_demo(settings: Settings) -> dict[str, Any]:
     service_settings = template_settings(settings)
@@ -46,7 +59,7 @@ async def seed_demo(settings: Settings) -> dict[str, Any]:
         sessions = create_session_factory(engine)
         catalog = TemplateCatalog(sessions, service_settings, renderer)
         seeded = []
-        for body in (WELCOME_EMAIL, WELCOME_PUSH):
+        for body in (WELCOME_EMAIL, WELCOME_PUSH, NEWSLETTER_EMAIL):
             async with session_scope(sessions) as session:
                 existing = await repo.get_template(
                     session, body.code, body.channel, include_deleted=True

@@ -34,8 +34,10 @@ from services.user_service.models import Device, Preferences, User
 from services.user_service.passwords import Passwords
 from services.user_service.rate_limit import LoginThrottle
 from services.user_service.schemas import (
+    CategorySwitches,
     DeviceIn,
     PreferencesIn,
+    UnsubscribeIn,
     UserCreate,
     UserUpdate,
     is_device_token,
@@ -63,7 +65,10 @@ def preferences_out(preferences: Preferences | None) -> ContactPreferences:
         else None
     )
     return ContactPreferences(
-        email=preferences.email, push=preferences.push, quiet_hours=quiet_hours
+        email=preferences.email,
+        push=preferences.push,
+        quiet_hours=quiet_hours,
+        categories=preferences.categories or {},  # type: ignore[arg-type]
     )
 
 
@@ -235,6 +240,20 @@ class Accounts:
                 email=body.email,
                 push=body.push,
                 quiet_hours=body.quiet_hours.as_times() if body.quiet_hours else None,
+                categories=_switches(body.categories),
+            )
+        await self.cache.invalidate([user_id])
+        return preferences_out(preferences)
+
+    async def unsubscribe(self, user_id: uuid.UUID, body: UnsubscribeIn) -> ContactPreferences:
+        """An unsubscribe link: `body.category` off on `body.channel`, every other switch
+        kept. Idempotent; announced like every contact change, so gateways and workers skip
+        that category from the next message on."""
+        async with session_scope(self.sessions) as session:
+            if not await repo.lock_user(session, user_id):
+                raise user_not_found()
+            preferences = await repo.opt_out(
+                session, user_id, channel=body.channel, category=body.category
             )
         await self.cache.invalidate([user_id])
         return preferences_out(preferences)
@@ -299,6 +318,12 @@ class Accounts:
         if contact is None:
             raise user_not_found()
         return contact
+
+
+def _switches(categories: CategorySwitches | None) -> dict[str, dict[str, bool]] | None:
+    if categories is None:
+        return None
+    return {name: {ch: on for ch, on in switches.items()} for name, switches in categories.items()}
 
 
 def _log_device_moved(token: str, previous_owner: uuid.UUID, new_owner: uuid.UUID) -> None:

@@ -26,7 +26,7 @@ from sqlalchemy import (
     Time,
     func,
 )
-from sqlalchemy.dialects.postgresql import UUID
+from sqlalchemy.dialects.postgresql import JSONB, UUID
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from shared.db import NAMING_CONVENTION
@@ -74,6 +74,11 @@ class Preferences(Base):
     # Wall-clock times in the user's timezone; both set or both null.
     quiet_hours_start: Mapped[time | None] = mapped_column(Time, nullable=True)
     quiet_hours_end: Mapped[time | None] = mapped_column(Time, nullable=True)
+    # Per-category switches by channel, `{"marketing": {"email": false}}`: what unsubscribe
+    # links turn off (`shared.contracts.ContactPreferences.categories`).
+    categories: Mapped[dict[str, dict[str, bool]]] = mapped_column(
+        JSONB, server_default="{}", default=dict
+    )
     updated_at: Mapped[datetime] = mapped_column(
         DateTime(timezone=True), server_default=func.now(), onupdate=func.now()
     )

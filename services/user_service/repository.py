@@ -188,14 +188,52 @@ async def put_preferences(
     email: bool,
     push: bool,
     quiet_hours: tuple[time, time] | None,
+    categories: dict[str, dict[str, bool]] | None = None,
 ) -> Preferences:
+    """Set the switches; `categories` None keeps the stored ones (a client that predates them
+    must not turn back on what an unsubscribe link turned off)."""
     start, end = quiet_hours if quiet_hours else (None, None)
-    values = {"email": email, "push": push, "quiet_hours_start": start, "quiet_hours_end": end}
+    values: dict[str, Any] = {
+        "email": email,
+        "push": push,
+        "quiet_hours_start": start,
+        "quiet_hours_end": end,
+    }
+    if categories is not None:
+        values["categories"] = categories
     statement = (
         insert(Preferences)
         .values(user_id=user_id, **values)
         .on_conflict_do_update(
             index_elements=[Preferences.user_id], set_={**values, "updated_at": func.now()}
+        )
+        .returning(Preferences)
+    )
+    result = await session.execute(statement, execution_options={"populate_existing": True})
+    preferences: Preferences = result.scalar_one()
+    return preferences
+
+
+async def opt_out(
+    session: AsyncSession, user_id: uuid.UUID, *, channel: str, category: str
+) -> Preferences:
+    """Turn `category` off on `channel`, keeping every other switch; the same again changes
+    nothing. One statement, so two concurrent opt-outs of one user both hold."""
+    switch = {category: {channel: False}}
+    merged = Preferences.categories.op("||")(
+        func.jsonb_build_object(
+            category,
+            func.coalesce(
+                Preferences.categories.op("->")(category), literal_column("'{}'::jsonb")
+            ).op("||")(func.jsonb_build_object(channel, False)),
+        )
+    )
+    statement = (
+        insert(Preferences)
+        .values(user_id=user_id, categories=switch)
+        .on_conflict_do_update(
+            index_elements=[Preferences.user_id],
+            set_={"categories": merged, "updated_at": func.now()},
         )
         .returning(Preferences)
     )
@@ -326,6 +364,7 @@ async def contact_json(session: AsyncSession, user_id: uuid.UUID) -> bytes | Non
             Preferences.push,
             Preferences.quiet_hours_start,
             Preferences.quiet_hours_end,
+            Preferences.categories,
             devices,
         )
         .outerjoin(Preferences, Preferences.user_id == User.id)
@@ -334,7 +373,8 @@ async def contact_json(session: AsyncSession, user_id: uuid.UUID) -> bytes | Non
     row = (await session.execute(statement)).first()
     if row is None:
         return None
-    (uid, name, email, locale, timezone, p_email, p_push, qh_start, qh_end, device_rows) = row
+    (uid, name, email, locale, timezone, p_email, p_push, qh_start, qh_end, p_categories) = row[:10]
+    device_rows = row[10]
     quiet_hours = (
         {"start": _hhmm(qh_start), "end": _hhmm(qh_end)}
         if qh_start is not None and qh_end is not None
@@ -351,6 +391,7 @@ async def contact_json(session: AsyncSession, user_id: uuid.UUID) -> bytes | Non
             "email": True if p_email is None else p_email,
             "push": True if p_push is None else p_push,
             "quiet_hours": quiet_hours,
+            "categories": p_categories or {},
         },
         "devices": device_rows or [],
     }

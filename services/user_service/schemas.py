@@ -26,7 +26,7 @@ from pydantic import (
     model_validator,
 )
 
-from shared.contracts import ContactPreferences
+from shared.contracts import Channel, ContactPreferences, OptOutCategory
 from shared.locales import MAX_LOCALE_LENGTH, normalize_locale
 
 Role = Literal["user", "admin"]
@@ -111,10 +111,26 @@ class QuietHours(Input):
         return time.fromisoformat(self.start), time.fromisoformat(self.end)
 
 
+CategorySwitches = dict[OptOutCategory, dict[Channel, StrictBool]]
+
+
 class PreferencesIn(Input):
     email: StrictBool
     push: StrictBool
     quiet_hours: QuietHours | None = None
+    categories: CategorySwitches | None = Field(
+        default=None,
+        description='per-category switches by channel, e.g. `{"marketing": {"email": '
+        "false}}` (`true` turns one back on); unset keeps the stored ones. Transactional mail "
+        "has no switch: only the channel's own turns it off.",
+    )
+
+
+class UnsubscribeIn(Input):
+    """One category off on one channel (what an unsubscribe link asks)."""
+
+    channel: Channel
+    category: OptOutCategory
 
 
 class RegistrationPreferences(Input):

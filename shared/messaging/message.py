@@ -46,6 +46,11 @@ class TemplateRef(BaseModel):
     code: str
     version: int = Field(ge=1)
     locale: str
+    category: str = Field(
+        default="transactional",
+        description="The template's category when it was sent: anything but `transactional` "
+        "carries an unsubscribe link and honours the user's per-category opt-outs.",
+    )
 
 
 class NotificationMessage(BaseModel):

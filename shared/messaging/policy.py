@@ -2,7 +2,8 @@
 
 A notification may wait (quiet hours, a schedule, retries) while the user changes their
 preferences, address or devices. Before sending, the worker applies the current contact: a
-channel turned off is `skipped` (`opted_out`), a channel with nowhere to go is `skipped`
+channel turned off, or the template's category turned off for that channel (an unsubscribe
+link), is `skipped` (`opted_out`), a channel with nowhere to go is `skipped`
 (`no_address` / `no_devices`), and otherwise the message goes to the current address or devices.
 """
 
@@ -23,6 +24,9 @@ class Skip:
 def apply_policy(message: NotificationMessage, contact: Contact) -> NotificationMessage | Skip:
     """The message to send now (with the current recipient), or why it is not sent."""
     preferences = contact.preferences
+    channel, category = message.notification_type.value, message.template.category
+    if not preferences.allows(channel, category):
+        return Skip("opted_out", f"the user turned off {category} {channel}")
     if message.notification_type is Channel.EMAIL:
         if not preferences.email:
             return Skip("opted_out", "the user turned off email")

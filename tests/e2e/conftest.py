@@ -43,6 +43,8 @@ def stack_settings(base: Settings, rabbitmq_url: str) -> Settings:
             "user_service_url": f"http://127.0.0.1:{ports['user_service_port']}",
             "template_service_url": f"http://127.0.0.1:{ports['template_service_port']}",
             "api_gateway_url": f"http://127.0.0.1:{ports['api_gateway_port']}",
+            # The unsubscribe links in the emails point at this stack's gateway.
+            "public_base_url": f"http://127.0.0.1:{ports['api_gateway_port']}",
             "email_service_url": f"http://127.0.0.1:{ports['email_service_port']}",
             "push_service_url": f"http://127.0.0.1:{ports['push_service_port']}",
             "log_format": "json",

@@ -31,6 +31,7 @@ from tests.conftest import wait_for
 ROOT = Path(__file__).resolve().parents[2]
 SETTING_NAMES = {name.upper() for name in UserServiceSettings.model_fields}
 GOOD_KEY = "k" * 48
+GOOD_UNSUBSCRIBE_SECRET = "u" * 48
 SAFE_RABBITMQ = "amqp://notifications:a-long-broker-password@127.0.0.1:5672/"
 
 ENTRY_POINTS = [
@@ -56,8 +57,12 @@ def test_shipped_and_short_secrets_are_refused_by_name() -> None:
     assert "INTERNAL_API_KEY is the shipped default" in message
     assert "RABBITMQ_URL uses the shipped guest credentials" in message
     assert "JWT_PRIVATE_KEY or JWT_PRIVATE_KEY_FILE" in message
-    short = _refusal(internal_api_key="x" * 31, rabbitmq_url=SAFE_RABBITMQ)
+    assert "UNSUBSCRIBE_SECRET is the shipped default" in message
+    short = _refusal(
+        internal_api_key="x" * 31, unsubscribe_secret="y" * 31, rabbitmq_url=SAFE_RABBITMQ
+    )
     assert "INTERNAL_API_KEY is shorter than 32 bytes" in short
+    assert "UNSUBSCRIBE_SECRET is shorter than 32 bytes" in short
 
 
 @pytest.mark.parametrize("field", sorted(DEMO_DEFAULTS))
@@ -77,6 +82,7 @@ def test_a_safe_production_configuration_has_no_demo_values() -> None:
         _env_file=None,
         environment="production",
         internal_api_key=GOOD_KEY,
+        unsubscribe_secret=GOOD_UNSUBSCRIBE_SECRET,
         rabbitmq_url=SAFE_RABBITMQ,
         jwt_private_key_file="/keys/k.pem",
     )
@@ -87,7 +93,9 @@ def test_a_safe_production_configuration_has_no_demo_values() -> None:
 
 def test_the_refusal_never_echoes_a_secret() -> None:
     secret = "short-but-secret"
-    assert secret not in _refusal(internal_api_key=secret, demo_admin_password=secret)
+    assert secret not in _refusal(
+        internal_api_key=secret, unsubscribe_secret=secret, demo_admin_password=secret
+    )
 
 
 def _production_env(tmp: Path, **values: str) -> dict[str, str]:
@@ -153,7 +161,12 @@ def test_demo_values_stop_the_services_and_the_seed(tmp_path: Path) -> None:
 
 
 def test_the_seed_never_runs_in_production(tmp_path: Path) -> None:
-    env = _production_env(tmp_path, INTERNAL_API_KEY=GOOD_KEY, RABBITMQ_URL=SAFE_RABBITMQ)
+    env = _production_env(
+        tmp_path,
+        INTERNAL_API_KEY=GOOD_KEY,
+        UNSUBSCRIBE_SECRET=GOOD_UNSUBSCRIBE_SECRET,
+        RABBITMQ_URL=SAFE_RABBITMQ,
+    )
     results = _run_all(["scripts.seed", "services.user_service.seed"], env, tmp_path)
     for module, (status, output) in results.items():
         assert status != 0, module
@@ -164,7 +177,11 @@ def test_the_seed_never_runs_in_production(tmp_path: Path) -> None:
 def test_the_user_service_refuses_a_missing_or_bad_signing_key(tmp_path: Path) -> None:
     bad = tmp_path / "not-a-key.pem"
     bad.write_text("CHANGE_ME")
-    base = {"INTERNAL_API_KEY": GOOD_KEY, "RABBITMQ_URL": SAFE_RABBITMQ}
+    base = {
+        "INTERNAL_API_KEY": GOOD_KEY,
+        "UNSUBSCRIBE_SECRET": GOOD_UNSUBSCRIBE_SECRET,
+        "RABBITMQ_URL": SAFE_RABBITMQ,
+    }
     missing = _run_all(["services.user_service"], _production_env(tmp_path, **base), tmp_path)
     status, output = missing["services.user_service"]
     assert status != 0 and "JWT_PRIVATE_KEY or JWT_PRIVATE_KEY_FILE must hold" in output
@@ -184,6 +201,7 @@ async def test_a_safe_production_user_service_starts(
     env = _production_env(
         tmp_path,
         INTERNAL_API_KEY=GOOD_KEY,
+        UNSUBSCRIBE_SECRET=GOOD_UNSUBSCRIBE_SECRET,
         RABBITMQ_URL=SAFE_RABBITMQ,
         JWT_PRIVATE_KEY_FILE=str(key),
         DATABASE_URL=base_settings.database_url,

@@ -138,7 +138,13 @@ def test_compose_environment_names_are_settings(compose: dict[str, Any]) -> None
 
 
 # Secrets the compose file must take from the environment with no fallback.
-COMPOSE_SECRETS = ("INTERNAL_API_KEY", "POSTGRES_PASSWORD", "RABBITMQ_PASSWORD", "JWT_PRIVATE_KEY")
+COMPOSE_SECRETS = (
+    "INTERNAL_API_KEY",
+    "UNSUBSCRIBE_SECRET",
+    "POSTGRES_PASSWORD",
+    "RABBITMQ_PASSWORD",
+    "JWT_PRIVATE_KEY",
+)
 
 
 def test_compose_secrets_have_no_usable_default() -> None:

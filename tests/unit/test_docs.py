@@ -44,6 +44,7 @@ async def test_docs_follow_a_custom_prefix() -> None:
 
 PRODUCTION_SECRETS: dict[str, Any] = {
     "internal_api_key": "x" * 40,
+    "unsubscribe_secret": "u" * 40,
     "rabbitmq_url": "amqp://notifications:a-real-password@127.0.0.1:5672/",
     **dict.fromkeys(DEMO_DEFAULTS),
 }

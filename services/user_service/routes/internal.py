@@ -11,9 +11,9 @@ from fastapi import APIRouter, Depends, Response
 from services.user_service.deps import AccountsDep, AuthDep
 from services.user_service.errors import user_not_found
 from services.user_service.routes import BODY, error_responses
-from services.user_service.schemas import DeviceTokenRef, TokenVersionOut
+from services.user_service.schemas import DeviceTokenRef, TokenVersionOut, UnsubscribeIn
 from shared.auth import require_internal_key
-from shared.contracts import Contact
+from shared.contracts import Contact, ContactPreferences
 from shared.envelope import Envelope, ok
 
 router = APIRouter(
@@ -61,3 +61,15 @@ async def remove_device_by_token(body: DeviceTokenRef, accounts: AccountsDep) ->
     """The token travels in the body so that no URL, and so no access log, carries it."""
     removed = await accounts.remove_device_by_token(body.token)
     return ok({"removed": removed}, "device removed" if removed else "device already gone")
+
+
+@router.post(
+    "/users/{user_id}/unsubscribe",
+    response_model=Envelope[ContactPreferences],
+    summary="Turn one category off on one channel (the gateway's unsubscribe links; idempotent)",
+    responses=error_responses(*BODY, 401, 404),
+)
+async def unsubscribe(
+    user_id: uuid.UUID, body: UnsubscribeIn, accounts: AccountsDep
+) -> dict[str, Any]:
+    return ok(await accounts.unsubscribe(user_id, body), "unsubscribed")

@@ -32,6 +32,7 @@ class UpstreamState:
     template_hits: int = 0
     contact_delay: float = 0.0
     fail_next_templates: int = 0
+    unsubscribes: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
 
 
 def _app(state: UpstreamState) -> FastAPI:
@@ -51,6 +52,21 @@ def _app(state: UpstreamState) -> FastAPI:
         if user is None:
             return JSONResponse(error_body("user_not_found", "no such user"), 404)
         return ok(user)
+
+    @app.post("/internal/v1/users/{user_id}/unsubscribe")
+    async def unsubscribe(
+        user_id: str, request: Request, x_internal_api_key: str | None = Header(None)
+    ) -> Any:
+        if not authorised(x_internal_api_key):
+            return JSONResponse(error_body("invalid_internal_key", "no"), 401)
+        body = await request.json()
+        state.unsubscribes.append((user_id, body))
+        user = state.users.get(user_id)
+        if user is None:
+            return JSONResponse(error_body("user_not_found", "no such user"), 404)
+        categories = user["preferences"].setdefault("categories", {})
+        categories.setdefault(body["category"], {})[body["channel"]] = False
+        return ok(user["preferences"])
 
     @app.get("/.well-known/jwks.json")
     async def jwks() -> Any:
@@ -131,6 +147,7 @@ class Upstream:
         quiet_hours: dict[str, str] | None = None,
         timezone: str = "UTC",
         locale: str = "en",
+        categories: dict[str, dict[str, bool]] | None = None,
     ) -> uuid.UUID:
         user_id = uuid.uuid4()
         self.state.users[str(user_id)] = {
@@ -139,15 +156,27 @@ class Upstream:
             "email": email,
             "locale": locale,
             "timezone": timezone,
-            "preferences": {"email": email_on, "push": push_on, "quiet_hours": quiet_hours},
+            "preferences": {
+                "email": email_on,
+                "push": push_on,
+                "quiet_hours": quiet_hours,
+                "categories": categories or {},
+            },
             "devices": devices if devices is not None else [],
         }
         return user_id
 
-    def add_template(self, code: str, channel: str = "email", version: int = 3) -> None:
+    def add_template(
+        self,
+        code: str,
+        channel: str = "email",
+        version: int = 3,
+        category: str = "transactional",
+    ) -> None:
         base: dict[str, Any] = {
             "code": code,
             "channel": channel,
+            "category": category,
             "locale": "en",
             "version": version,
             "name": f"{code} ({channel})",

@@ -147,7 +147,8 @@ def worker_settings(base_settings: Settings) -> Settings:
             "smtp_port": free_port(),
             "smtp_pool_size": 2,
             "email_from_address": "notifications@example.com",
-            "email_unsubscribe_url": "https://example.com/unsubscribe?user={user_id}",
+            "public_base_url": "https://notify.example.com/",
+            "unsubscribe_mailto": "unsubscribe@example.com",
             # No user service here: the delivery-time contact check is covered end to end.
             "delivery_policy_check": False,
         }

@@ -7,6 +7,7 @@ import uuid
 from prometheus_client import REGISTRY
 
 from shared.messaging.message import Recipient, TemplateRef
+from shared.unsubscribe import Unsubscribe, read_token
 from tests.conftest import wait_for
 from tests.integration.email_service.conftest import EmailWorker
 
@@ -21,13 +22,33 @@ async def test_an_email_is_rendered_sent_and_marked_delivered(worker: EmailWorke
     assert row.attempts == 1
     assert stored.subject == "Welcome, Ada!"
     assert stored.header("Message-ID") == f"<{message.notification_id}@example.com>"
-    assert stored.header("List-Unsubscribe") == (
-        f"<https://example.com/unsubscribe?user={message.user_id}>"
-    )
+    # Transactional (the default category): no unsubscribe link.
+    assert stored.header("List-Unsubscribe") == ""
+    assert stored.header("List-Unsubscribe-Post") == ""
     assert stored.header("To") == "Ada <ada@example.com>"
     assert "https://example.com/start" in stored.part("plain")
     assert "<b>Ada</b>" in stored.part("html")
     assert stored.rcpt_tos == ["ada@example.com"]
+
+
+async def test_a_marketing_email_carries_a_signed_one_click_unsubscribe(
+    worker: EmailWorker,
+) -> None:
+    message = await worker.notify(
+        template=TemplateRef(code="welcome", version=3, locale="en", category="marketing")
+    )
+    await wait_for(worker.status_is(message.notification_id, "delivered"))
+    stored = worker.inbox.inbox.messages[0]
+    value = " ".join(stored.header("List-Unsubscribe").split())  # unfolded
+    https, mailto = value.split(", ")
+    prefix = "<https://notify.example.com/u/"
+    assert https.startswith(prefix) and https.endswith(">")
+    token = https[len(prefix) : -1]
+    assert mailto == f"<mailto:unsubscribe@example.com?subject=unsubscribe-{token}>"
+    assert stored.header("List-Unsubscribe-Post") == "List-Unsubscribe=One-Click"
+    secret = worker.settings.unsubscribe_secret.get_secret_value()
+    assert read_token(secret, token) == Unsubscribe(message.user_id, "email", "marketing")
+    assert "ada" not in token.lower()
 
 
 async def test_smtp_refusing_for_a_while_then_recovering_loses_nothing(

@@ -1,4 +1,5 @@
-"""The demo seed is idempotent and produces renderable `welcome` templates."""
+"""The demo seed is idempotent and produces renderable `welcome` templates and a marketing
+`newsletter`."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ async def test_seed_twice_changes_nothing(
         "templates": [
             {"code": "welcome", "channel": "email", "created": False},
             {"code": "welcome", "channel": "push", "created": False},
+            {"code": "newsletter", "channel": "email", "created": False},
         ]
     }
     for channel in ("email", "push"):
@@ -32,3 +34,7 @@ async def test_seed_twice_changes_nothing(
         assert rendered.status_code == 200, rendered.text
     push = rendered.json()["data"]["rendered"]
     assert (push["title"], push["data"]) == ("Welcome, Ana!", {"link": "https://x"})
+    newsletter = await ts_client.get(
+        "/internal/v1/templates/newsletter/active", params={"channel": "email"}, headers=internal
+    )
+    assert newsletter.json()["data"]["category"] == "marketing"

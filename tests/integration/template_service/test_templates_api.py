@@ -420,3 +420,45 @@ async def test_swagger_ui_and_openapi_are_served(ts_client: httpx.AsyncClient) -
     assert (await ts_client.get("/api/docs")).status_code == 200
     spec = (await ts_client.get("/api/openapi.json")).json()
     assert "/internal/v1/templates/{code}/versions/{version}" in spec["paths"]
+
+
+async def test_a_template_is_transactional_unless_created_or_updated_otherwise(
+    ts_client: httpx.AsyncClient, admin: Headers, user: Headers, internal: Headers, code: str
+) -> None:
+    plain = await _create(ts_client, admin, email_body(code))
+    assert plain["template"]["category"] == plain["version"]["category"] == "transactional"
+
+    news = await _create(ts_client, admin, {**email_body(f"{code}-news"), "category": "marketing"})
+    assert news["template"]["category"] == news["version"]["category"] == "marketing"
+    # What the gateway reads to build the message, and the workers for a pinned version.
+    active = await ts_client.get(
+        f"/internal/v1/templates/{code}-news/active", params={"channel": "email"}, headers=internal
+    )
+    assert active.json()["data"]["category"] == "marketing"
+
+    # An update without a category keeps it; with one, it changes for every version.
+    kept = await _put(ts_client, admin, f"{code}-news", channel="email", subject="S", text_body="T")
+    assert kept.json()["data"]["category"] == "marketing"
+    changed = await _put(
+        ts_client, admin, code, channel="email", subject="S", text_body="T", category="marketing"
+    )
+    assert changed.json()["data"]["category"] == "marketing"
+    pinned = await ts_client.get(
+        f"/internal/v1/templates/{code}/versions/1",
+        params={"channel": "email", "locale": "en"},
+        headers=internal,
+    )
+    assert pinned.json()["data"]["category"] == "marketing"
+    listed = await ts_client.get("/api/v1/templates", params={"code": code}, headers=user)
+    assert {t["category"] for t in listed.json()["data"]} == {"marketing"}
+    await _create(ts_client, admin, email_body(f"{code}-receipt"))
+    marketing = await ts_client.get(
+        "/api/v1/templates", params={"code": code, "category": "marketing"}, headers=user
+    )
+    assert sorted(t["code"] for t in marketing.json()["data"]) == [code, f"{code}-news"]
+
+    unknown = await ts_client.post(
+        "/api/v1/templates", json={**email_body(f"{code}-x"), "category": "spam"}, headers=admin
+    )
+    assert unknown.status_code == 422
+    assert unknown.json()["details"][0]["field"] == "category"

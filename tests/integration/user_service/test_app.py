@@ -77,6 +77,6 @@ async def test_seed_demo_is_idempotent_and_usable(us_settings: UserServiceSettin
         "email": base_settings.demo_user_email,
         "locale": "en",
         "timezone": "UTC",
-        "preferences": {"email": True, "push": True, "quiet_hours": None},
+        "preferences": {"email": True, "push": True, "quiet_hours": None, "categories": {}},
         "devices": [{"token": DEMO_DEVICE_TOKEN, "platform": "android"}],
     }

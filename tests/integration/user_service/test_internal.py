@@ -15,9 +15,11 @@ from sqlalchemy import event, update
 from devtools.stack import free_port
 from services.user_service.models import User
 from services.user_service.settings import UserServiceSettings
+from shared.contacts import CHANGES_CHANNEL
 from shared.contracts import Contact
 from shared.db import session_scope
 from shared.redis import RedisKeys
+from tests.conftest import wait_for
 from tests.integration.user_service.conftest import API, INTERNAL, Account, Register, running
 
 
@@ -79,6 +81,7 @@ async def test_contact_has_the_contract_shape(
                 "email": True,
                 "push": False,
                 "quiet_hours": {"start": "22:30", "end": "06:45"},
+                "categories": {},
             },
             "devices": [
                 {"token": "tok-android", "platform": "android"},
@@ -266,3 +269,83 @@ async def test_without_redis_contact_comes_from_the_database_and_login_works(
         assert login.status_code == 200  # the limiter fails open
         contact = await client.get(f"{INTERNAL}/users/{user_id}/contact", headers=internal_headers)
         assert contact.status_code == 200 and contact.json()["data"]["email"] == email
+
+
+async def test_unsubscribe_turns_one_category_off_idempotently_and_announces_it(
+    client: httpx.AsyncClient,
+    register: Register,
+    internal_headers: dict[str, str],
+    us_settings: UserServiceSettings,
+    redis_client: Redis,
+) -> None:
+    account = await register()
+    url = f"{INTERNAL}/users/{account.id}/unsubscribe"
+    body = {"channel": "email", "category": "marketing"}
+    refused = await client.post(
+        url, json=body, headers={"Authorization": account.headers["Authorization"]}
+    )
+    assert refused.status_code == 401
+
+    key = contact_key(us_settings, account.id)
+    await _contact(client, internal_headers, account.id)
+    assert await redis_client.get(key) is not None
+    changes = redis_client.pubsub()
+    await changes.subscribe(RedisKeys(us_settings.redis_key_prefix)(CHANGES_CHANNEL))
+    try:
+        first = await client.post(url, json=body, headers=internal_headers)
+        assert first.status_code == 200, first.text
+        assert first.json()["data"]["categories"] == {"marketing": {"email": False}}
+
+        async def announced() -> bool:
+            message = await changes.get_message(ignore_subscribe_messages=True, timeout=0.5)
+            return bool(message and message["data"] == str(account.id).encode())
+
+        await wait_for(announced, timeout=10)
+    finally:
+        await changes.aclose()
+    contact = await _assert_invalidated(client, internal_headers, redis_client, key, account.id)
+    assert contact["preferences"]["categories"] == {"marketing": {"email": False}}
+    assert contact["preferences"]["email"] is True  # only the category, not the channel
+
+    again = await client.post(url, json=body, headers=internal_headers)
+    assert again.status_code == 200 and again.json()["data"] == first.json()["data"]
+    push = await client.post(url, json={**body, "channel": "push"}, headers=internal_headers)
+    assert push.json()["data"]["categories"] == {"marketing": {"email": False, "push": False}}
+
+    # A client that predates categories keeps them; naming them sets them (true is back on).
+    prefs = f"{API}/users/{account.id}/preferences"
+    kept = await client.put(prefs, headers=account.headers, json={"email": True, "push": True})
+    assert kept.json()["data"]["categories"] == {"marketing": {"email": False, "push": False}}
+    back = await client.put(
+        prefs,
+        headers=account.headers,
+        json={"email": True, "push": True, "categories": {"marketing": {"email": True}}},
+    )
+    assert back.json()["data"]["categories"] == {"marketing": {"email": True}}
+
+
+async def test_unsubscribe_refuses_transactional_and_unknown_users(
+    client: httpx.AsyncClient, register: Register, internal_headers: dict[str, str]
+) -> None:
+    account = await register()
+    url = f"{INTERNAL}/users/{account.id}/unsubscribe"
+    for body, field in (
+        ({"channel": "email", "category": "transactional"}, "category"),
+        ({"channel": "sms", "category": "marketing"}, "channel"),
+    ):
+        response = await client.post(url, json=body, headers=internal_headers)
+        assert response.status_code == 422
+        assert response.json()["details"][0]["field"] == field
+    prefs = f"{API}/users/{account.id}/preferences"
+    no_switch = await client.put(
+        prefs,
+        headers=account.headers,
+        json={"email": True, "push": True, "categories": {"transactional": {"email": False}}},
+    )
+    assert no_switch.status_code == 422
+    unknown = await client.post(
+        f"{INTERNAL}/users/{uuid.uuid4()}/unsubscribe",
+        json={"channel": "email", "category": "marketing"},
+        headers=internal_headers,
+    )
+    assert unknown.status_code == 404 and unknown.json()["error"] == "user_not_found"

@@ -16,10 +16,16 @@ async def test_preferences_round_trip_with_quiet_hours(
     url = f"{API}/users/{account.id}/preferences"
     body = {"email": False, "push": True, "quiet_hours": {"start": "22:00", "end": "07:00"}}
     put = await client.put(url, headers=account.headers, json=body)
+    body["categories"] = {}
     assert put.status_code == 200 and put.json()["data"] == body
     assert (await client.get(url, headers=account.headers)).json()["data"] == body
     cleared = await client.put(url, headers=account.headers, json={"email": True, "push": True})
-    assert cleared.json()["data"] == {"email": True, "push": True, "quiet_hours": None}
+    assert cleared.json()["data"] == {
+        "email": True,
+        "push": True,
+        "quiet_hours": None,
+        "categories": {},
+    }
 
 
 async def test_bad_preferences_name_the_field(

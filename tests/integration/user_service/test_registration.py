@@ -25,7 +25,12 @@ async def test_register_returns_the_user_without_password(client: httpx.AsyncCli
     assert user["email"] == email
     assert user["role"] == "user"
     assert (user["locale"], user["timezone"]) == ("en", "UTC")
-    assert user["preferences"] == {"email": True, "push": True, "quiet_hours": None}
+    assert user["preferences"] == {
+        "email": True,
+        "push": True,
+        "quiet_hours": None,
+        "categories": {},
+    }
     assert PASSWORD not in response.text
     assert "password" not in response.text and "argon2" not in response.text
 
@@ -40,7 +45,12 @@ async def test_register_accepts_the_originals_push_token_and_preferences(
         timezone="America/Sao_Paulo",
     )
     assert account.data["locale"] == "pt-BR"
-    assert account.data["preferences"] == {"email": False, "push": True, "quiet_hours": None}
+    assert account.data["preferences"] == {
+        "email": False,
+        "push": True,
+        "quiet_hours": None,
+        "categories": {},
+    }
     devices = await client.get(f"{API}/users/{account.id}/devices", headers=account.headers)
     assert [(d["token"], d["platform"]) for d in devices.json()["data"]] == [
         ("fcm-token-abc", "android")

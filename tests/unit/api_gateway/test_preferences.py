@@ -87,3 +87,15 @@ def test_unusable_windows_and_zones_are_ignored_safely() -> None:
     assert quiet_hours_end(NOON, "bad", "13:00", "UTC") is None
     assert quiet_hours_end(NOON, "12:00", "12:00", "UTC") is None
     assert quiet_hours_end(NOON, "11:00", "13:00", "Not/AZone") is not None  # falls back to UTC
+
+
+def test_a_category_turned_off_skips_only_that_category_on_that_channel() -> None:
+    contact = _contact(categories={"marketing": {"email": False}})
+    skipped = decide(contact, Channel.EMAIL, NOON, "marketing")
+    assert (skipped.status, skipped.code) == (S.SKIPPED, "opted_out")
+    assert skipped.reason == "the user turned off marketing email"
+    assert decide(contact, Channel.EMAIL, NOON, "transactional").status is S.QUEUED
+    assert decide(contact, Channel.EMAIL, NOON).status is S.QUEUED
+    assert decide(contact, Channel.PUSH, NOON, "marketing").status is S.QUEUED
+    on_again = _contact(categories={"marketing": {"email": True}})
+    assert decide(on_again, Channel.EMAIL, NOON, "marketing").status is S.QUEUED

@@ -72,10 +72,13 @@ def test_message_id_is_derived_from_the_notification_id() -> None:
     )
 
 
-def test_list_unsubscribe_is_added_when_configured() -> None:
-    parsed = parse(replace(BASE, unsubscribe_url="https://example.com/u/1"))
-    assert parsed["List-Unsubscribe"] == "<https://example.com/u/1>"
+def test_list_unsubscribe_comes_with_one_click_post() -> None:
+    value = "<https://example.com/u/abc>, <mailto:u@example.com?subject=unsubscribe-abc>"
+    parsed = parse(replace(BASE, list_unsubscribe=value))
+    assert " ".join(str(parsed["List-Unsubscribe"]).split()) == value
     assert parsed["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+    plain = parse(BASE)
+    assert plain["List-Unsubscribe"] is None and plain["List-Unsubscribe-Post"] is None
 
 
 @pytest.mark.parametrize(
@@ -88,7 +91,8 @@ def test_list_unsubscribe_is_added_when_configured() -> None:
         {"to_name": "Ada\r\nBcc: victim@example.com"},
         {"to_name": "=?utf-8?q?Ada=0D=0ABcc:_x@example.com?="},
         {"from_name": "Evil\nX: y"},
-        {"unsubscribe_url": "https://example.com/\r\nBcc: x@example.com"},
+        {"list_unsubscribe": "<https://example.com/>\r\nBcc: x@example.com"},
+        {"list_unsubscribe": "<mailto:x@example.com?subject==?utf-8?q?=0A?=>"},
     ],
 )
 def test_values_that_could_inject_a_header_are_refused(change: dict[str, str]) -> None:

@@ -8,11 +8,12 @@ from datetime import UTC, datetime
 import aiosmtplib
 import pytest
 
-from services.email_service.sender import classify_smtp_error, provider_id, unsubscribe_url
+from services.email_service.sender import classify_smtp_error, list_unsubscribe, provider_id
 from services.email_service.smtp_pool import SmtpConfigError, connection_options
 from shared.messaging.delivery import PermanentFailure, TransientFailure
 from shared.messaging.message import Channel, NotificationMessage, Recipient, TemplateRef
 from shared.settings import Settings
+from shared.unsubscribe import Unsubscribe, read_token
 
 
 def settings(**values: object) -> Settings:
@@ -80,16 +81,34 @@ def test_the_provider_id_is_the_servers_queue_id() -> None:
     assert provider_id("OK") == "OK"
 
 
-def test_the_unsubscribe_link_names_the_user() -> None:
-    message = NotificationMessage(
+def _message(category: str) -> NotificationMessage:
+    return NotificationMessage(
         notification_id=uuid.uuid4(),
         notification_type=Channel.EMAIL,
         user_id=uuid.uuid4(),
-        recipient=Recipient(email="a@example.com"),
-        template=TemplateRef(code="welcome", version=1, locale="en"),
+        recipient=Recipient(email="ada@example.com"),
+        template=TemplateRef(code="news", version=1, locale="en", category=category),
         correlation_id="c",
         created_at=datetime.now(UTC),
     )
-    configured = settings(email_unsubscribe_url="https://example.com/unsub?u={user_id}")
-    assert unsubscribe_url(configured, message) == f"https://example.com/unsub?u={message.user_id}"
-    assert unsubscribe_url(settings(), message) is None
+
+
+def test_only_non_transactional_mail_gets_an_unsubscribe_link() -> None:
+    assert list_unsubscribe(settings(), _message("transactional")) is None
+    message = _message("marketing")
+    value = list_unsubscribe(settings(public_base_url="https://n.example.com/"), message)
+    assert value is not None and value.startswith("<https://n.example.com/u/")
+    token = value.removeprefix("<https://n.example.com/u/").removesuffix(">")
+    secret = settings().unsubscribe_secret.get_secret_value()
+    assert read_token(secret, token) == Unsubscribe(message.user_id, "email", "marketing")
+    assert str(message.user_id) not in value and "ada" not in value
+
+
+def test_the_mailto_choice_follows_the_link_when_configured() -> None:
+    value = list_unsubscribe(
+        settings(unsubscribe_mailto="leave@example.com"), _message("marketing")
+    )
+    assert value is not None
+    link, mailto = value.split(", ")
+    token = link.removeprefix("<http://127.0.0.1:8080/u/").removesuffix(">")
+    assert mailto == f"<mailto:leave@example.com?subject=unsubscribe-{token}>"
