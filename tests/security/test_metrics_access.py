@@ -43,6 +43,7 @@ async def test_in_production_metrics_are_closed_without_a_token(base_settings: S
         update={
             "environment": "production",
             "internal_api_key": SecretStr("x" * 40),
+            "unsubscribe_secret": SecretStr("u" * 40),
             "rabbitmq_url": "amqp://notifications:a-real-password@127.0.0.1:5672/",
             **dict.fromkeys(DEMO_DEFAULTS),
         }
