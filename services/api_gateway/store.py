@@ -89,20 +89,29 @@ class IdempotencyCompletion:
     response: dict[str, Any]
 
 
-# Every time comes from the database's clock, read once (`now()` is the transaction's start):
-# the row, its first history entry, the outbox row's due time, and the times in the stored
-# idempotent response all agree, whatever the gateway's own clock says.
-_ACCEPT = """
+def _clock(*, expires_at: str, ttl_seconds: str) -> str:
+    """The CTEs every accept statement opens with: the database's time, read once, as a value
+    and as the ISO text the stored response carries, and the expiry (given, or now + ttl)."""
+    return f"""
 WITH clock AS (
     SELECT now() AS at,
            to_char(now() AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"+00:00"') AS at_text,
-           COALESCE($20::timestamptz, now() + make_interval(secs => $21::int)) AS expires_at
+           COALESCE({expires_at}::timestamptz, now() + make_interval(secs => {ttl_seconds}::int))
+               AS expires_at
 ), times AS (
     SELECT at, at_text, expires_at,
            to_char(expires_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"+00:00"')
                AS expires_text
       FROM clock
-), {claim_cte}, ins AS (
+)"""
+
+
+# Every time comes from the database's clock, read once (`now()` is the transaction's start):
+# the row, its first history entry, the outbox row's due time, and the times in the stored
+# idempotent response all agree, whatever the gateway's own clock says.
+_ACCEPT = (
+    _clock(expires_at="$20", ttl_seconds="$21")
+    + """, {claim_cte}, ins AS (
     INSERT INTO api_gateway.notification_statuses
            (id, api_key_id, request_id, notification_type, user_id, template_code,
             template_version, locale, priority, status, status_reason, metadata, scheduled_for,
@@ -128,6 +137,7 @@ SELECT (SELECT count(*) FROM ins) AS inserted, (SELECT id FROM ob) AS outbox_id,
        t.at_text AS created_at, t.expires_text AS expires_at
   FROM times t
 """
+)
 
 _ACCEPT_PLAIN = _ACCEPT.format(claim_cte="claim AS (SELECT 1)")
 _ACCEPT_CLAIMED = _ACCEPT.format(
@@ -149,17 +159,9 @@ _ACCEPT_CLAIMED = _ACCEPT.format(
 # statement for N rows (arrays unnested), one static text whatever N is. The stored idempotent
 # response gets the database's times at its top level, in each of its `notifications` and in
 # its `fallback`.
-_ACCEPT_GROUP = """
-WITH clock AS (
-    SELECT now() AS at,
-           to_char(now() AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"+00:00"') AS at_text,
-           COALESCE($22::timestamptz, now() + make_interval(secs => $23::int)) AS expires_at
-), times AS (
-    SELECT at, at_text, expires_at,
-           to_char(expires_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"+00:00"')
-               AS expires_text
-      FROM clock
-), {claim_cte}, input AS (
+_ACCEPT_GROUP = (
+    _clock(expires_at="$22", ttl_seconds="$23")
+    + """, {claim_cte}, input AS (
     SELECT * FROM unnest($1::uuid[], $2::text[], $3::int[], $4::text[], $5::text[], $6::text[],
                          $7::timestamptz[], $8::text[], $9::bytea[], $10::text[],
                          $11::timestamptz[], $12::uuid[], $13::uuid[])
@@ -195,6 +197,7 @@ SELECT (SELECT count(*) FROM ins) AS inserted,
        t.at_text AS created_at, t.expires_text AS expires_at
   FROM times t
 """
+)
 
 _TIMES_OF = """jsonb_build_object('created_at', t.at_text, 'expires_at', t.expires_text)"""
 _ACCEPT_GROUP_PLAIN = _ACCEPT_GROUP.format(claim_cte="claim AS (SELECT 1)")
